@@ -1,0 +1,3 @@
+from vmbuilder.cli.main import main
+
+main()

@@ -1,0 +1,103 @@
+"""The command line: the only place that prints or picks an exit code.
+
+Exit codes: 0 ok, 1 an operation failed, 2 bad input (nothing was touched).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from vmbuilder import __version__
+from vmbuilder.config import load_cluster
+from vmbuilder.errors import InputError, VmbuildError
+from vmbuilder.model import Accel
+
+EXAMPLES_VALIDATE = """\b
+Examples:
+  vmbuild validate profiles/clusters/moodle.yaml
+  vmbuild validate cluster.yaml --json
+"""
+EXAMPLES_RENDER = """\b
+Examples:
+  vmbuild render profiles/clusters/moodle.yaml -o out/
+  vmbuild render cluster.yaml -o out/ --accel tcg
+"""
+
+
+class Edge(click.Group):
+    """Maps vmbuild's errors to one-line messages and exit codes; tracebacks only with --debug."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except VmbuildError as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                traceback.print_exc()
+            for line in str(e).splitlines() or [type(e).__name__]:
+                click.echo(f"error: {line}" if not isinstance(e, InputError) else line, err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as e:  # a bug of ours: still one line unless --debug
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=Edge, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(__version__, prog_name="vmbuild")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """vmbuild: build and rebuild whole libvirt/KVM clusters from one YAML file."""
+    ctx.ensure_object(dict)["debug"] = debug
+
+
+@cli.command(epilog=EXAMPLES_VALIDATE)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def validate(file: str, as_json: bool) -> None:
+    """Check FILE and its role profiles; report every problem at once (exit 2)."""
+    try:
+        cluster = load_cluster(file)
+    except InputError as e:
+        if as_json:
+            click.echo(json.dumps({"ok": False, "problems": [p.__dict__ for p in e.problems]}, indent=2))
+            sys.exit(2)
+        raise
+    summary = {"ok": True, "cluster": cluster.name, "hosts": {h: [v.name for v in cluster.vms_on(h)] for h in cluster.hosts}}
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(f"{file}: ok: cluster {cluster.name!r}, {len(cluster.vms)} VMs on {len(cluster.hosts)} hosts")
+    for host, vms in summary["hosts"].items():
+        click.echo(f"  {host}: {', '.join(vms) or '(no VMs)'}")
+
+
+@cli.command(epilog=EXAMPLES_RENDER)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Folder to write into.")
+@click.option("--accel", type=click.Choice(["kvm", "tcg"]), default=None,
+              help="Domain type to render (default: the file's accel; auto renders kvm).")
+def render(file: str, output: str, accel: str | None) -> None:
+    """Write every pool, network, volume and domain XML and each VM's seed (files and ISO) per host."""
+    from vmbuilder.export import write_bundle
+
+    cluster = load_cluster(file)
+    chosen = Accel(accel) if accel else (Accel.KVM if cluster.accel is Accel.AUTO else cluster.accel)
+    written = write_bundle(cluster, Path(output), chosen)
+    domains = sum(1 for p in written if p.parent.name == "domains")
+    isos = sum(1 for p in written if p.name == "seed.iso")
+    click.echo(f"wrote {len(written)} files to {output}: {domains} domains, {isos} seed ISOs, domain type {chosen.value}")
+
+
+def main() -> None:
+    cli(prog_name="vmbuild")

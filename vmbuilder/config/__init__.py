@@ -1,0 +1,121 @@
+"""Cluster file + profiles -> validated, frozen model, or every problem at once."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from vmbuilder.config import crosscheck, placement, sections
+from vmbuilder.config.body import BODY_KEYS, VM_KEYS, check_body
+from vmbuilder.config.checks import Checker
+from vmbuilder.config.merge import Merged, merge_layers
+from vmbuilder.config.profiles import Profiles, available, search_dirs
+from vmbuilder.config.vms import VMBuilder, _unknown
+from vmbuilder.config.yamlsrc import Source, read_file
+from vmbuilder.errors import InputError
+from vmbuilder.model import Accel, Cluster
+
+TOP_KEYS = ("name", "description", "accel", "prefix", "profiles", "timezone", "domain", "hosts",
+            "networks", "storage", "images", "defaults", "roles", "vms", "settings")
+
+
+def load_cluster(path: Path | str) -> Cluster:
+    """Read, merge and validate; raise InputError listing every problem found."""
+    src = read_file(path)
+    ck = Checker()
+    top = ck.mapping(src, (), src.data, TOP_KEYS, required=("name", "hosts", "vms"))
+    if top is None:
+        raise InputError(ck.problems)
+    name = ck.name(src, ("name",), top.get("name"), what="cluster name") if top.get("name") is not None else None
+    cname = name or "cluster"
+    accel = ck.choice(src, ("accel",), top.get("accel", "auto"), [a.value for a in Accel])
+    prefix = top.get("prefix", "")
+    if not isinstance(prefix, str) or not re.match(r"^[a-z0-9-]{0,20}$", prefix):
+        ck.add(src, ("prefix",), f"{prefix!r} must be up to 20 lowercase letters, digits or '-'")
+        prefix = ""
+    for key in ("timezone", "domain", "description"):
+        if key in top:
+            ck.text(src, (key,), top[key])
+    for key in ("settings", "roles"):
+        if key in top and not isinstance(top[key], dict):
+            ck.add(src, (key,), "must be a mapping")
+    hosts = sections.hosts(ck, src, top.get("hosts"))
+    networks = sections.networks(ck, src, top.get("networks"), cname)
+    pools = sections.storage(ck, src, top.get("storage"))
+    images = sections.images(ck, src, top.get("images"))
+    declared = {kind: set(top.get(key) or {}) if isinstance(top.get(key), dict) else set()
+                for kind, key in (("host", "hosts"), ("network", "networks"), ("pool", "storage"), ("image", "images"))}
+    for pname, pool in pools.items():
+        for j, h in enumerate(pool.hosts):
+            if h not in declared["host"]:
+                ck.add(src, ("storage", pname, "hosts", j), _unknown("host", h, sorted(declared["host"])))
+
+    explicit = top.get("profiles") if isinstance(top.get("profiles"), str) else None
+    dirs = search_dirs(Path(path), explicit)
+    profiles = Profiles(ck, dirs)
+    defaults_ok = "defaults" not in top or check_body(ck, src, ("defaults",), top["defaults"], BODY_KEYS)
+    role_over: dict = top.get("roles") if isinstance(top.get("roles"), dict) else {}
+    roles_ok = {}
+    for role, body in role_over.items():
+        roles_ok[role] = check_body(ck, src, ("roles", role), body, BODY_KEYS)
+        if not profiles.exists(role):
+            ck.add(src, ("roles", role), _unknown("role profile", role, available(dirs)))
+
+    builder = VMBuilder(cname, src.file, hosts, networks, pools, images, declared)
+    built: list[tuple[int, Merged, object]] = []
+    seen: dict[str, int] = {}
+    entries = (ck.seq(src, ("vms",), top["vms"]) or []) if top.get("vms") is not None else []
+    for i, entry in enumerate(entries):
+        p = ("vms", i)
+        if not check_body(ck, src, p, entry, VM_KEYS):
+            continue
+        if entry.get("name") is None:
+            ck.add(src, p, "missing required key 'name'")
+            continue
+        vm_name = entry["name"]
+        if vm_name in seen:
+            ck.add(src, p + ("name",), f"duplicate VM name {vm_name!r} (first at vms[{seen[vm_name]}])")
+            continue
+        seen[vm_name] = i
+        role = entry.get("role") or "base"
+        if not profiles.exists(role):
+            ck.add(src, p + ("role",), _unknown("role profile", role, available(dirs)))
+            continue
+        chain = profiles.chain(role, (src, p + ("role",)))
+        if chain is None or not defaults_ok or not roles_ok.get(role, True):
+            continue
+        layers = ([(src, ("defaults",), top["defaults"])] if "defaults" in top else []) + chain
+        if role in role_over:
+            layers.append((src, ("roles", role), role_over[role]))
+        layers.append((src, p, entry))
+        merged = merge_layers(layers)
+        merged.data["role"] = role
+        vm = builder.build(i, merged)
+        if vm is not None:
+            built.append((i, merged, vm))
+    ck.problems.extend(builder.problems)
+
+    def report(vm, keypath, message):
+        if vm is None:
+            ck.add(src, keypath, message)
+            return
+        i, merged, _ = next(b for b in built if b[2].name == vm.name)
+        ck.problems.append(merged.problem(keypath, message, note=f"for vm {vm.name}", home=src.file))
+
+    vms = [b[2] for b in built]
+    vms, failures = placement.place(vms, hosts)
+    built = [(i, m, v) for (i, m, _), v in zip(built, vms)]
+    for vm in vms:
+        if vm.name in failures:
+            report(vm, ("groups",) if vm.groups else (), failures[vm.name])
+    for vm_name, why in placement.group_clashes([v for v in vms if not v.placed]).items():
+        report(next(v for v in vms if v.name == vm_name), ("host",), why)
+    crosscheck.addresses(vms, report)
+    crosscheck.capacity(vms, hosts, report)
+    crosscheck.pools(vms, pools, {n: p.hosts for n, p in pools.items()}, report)
+
+    if ck.problems:
+        raise InputError(sorted(set(ck.problems), key=lambda p: (p.file != src.file, p.file, p.line, p.key)))
+    return Cluster(name=cname, source=str(path), accel=Accel(accel), prefix=prefix, hosts=hosts,
+                   networks=networks, pools=pools, images=images, vms=tuple(vms),
+                   settings=top.get("settings") or {}, timezone=top.get("timezone", "Etc/UTC"),
+                   domain=top.get("domain", f"{cname}.internal"))

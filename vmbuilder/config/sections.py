@@ -1,0 +1,160 @@
+"""Validation of the cluster file's sections that do not depend on profiles:
+hosts, networks, storage and images. Each returns model objects for the valid entries."""
+from __future__ import annotations
+
+import re
+
+from vmbuilder import identity
+from vmbuilder.config.checks import Checker
+from vmbuilder.config.yamlsrc import Source
+from vmbuilder.model import BootMode, Host, Image, NetMode, Network, Pool, PoolType
+
+URI = re.compile(r"^(qemu|test)(\+(ssh|unix|tcp|tls|libssh|libssh2|ext))?://[^\s]*/(system|session|default)(\?[^\s]*)?$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+HOST_KEYS = ("uri", "cpus", "memory")
+NETWORK_KEYS = ("mode", "cidr", "gateway", "dhcp", "bridge", "host_ip", "dns", "domain", "mtu")
+POOL_KEYS = ("type", "path", "shared", "external", "server", "export", "nfs_version", "served_by", "hosts")
+IMAGE_KEYS = ("path", "url", "recipe", "sha256", "format", "boot", "kernel", "initrd", "cmdline")
+
+
+def hosts(ck: Checker, src: Source, raw: object) -> dict[str, Host]:
+    out: dict[str, Host] = {}
+    for name, body in ck.named_mapping(src, ("hosts",), raw).items():
+        p = ("hosts", name)
+        if ck.mapping(src, p, body, HOST_KEYS, required=("uri",)) is None:
+            continue
+        uri = body.get("uri")
+        if uri is not None and (not isinstance(uri, str) or not URI.match(uri)):
+            ck.add(src, p + ("uri",), f"{uri!r} is not a libvirt URI such as qemu:///system or qemu+ssh://root@hv1/system")
+            uri = None
+        if uri is not None and "no_verify" in uri:
+            ck.add(src, p + ("uri",), "no_verify turns off SSH host-key checking; add the host key to known_hosts instead")
+            uri = None
+        cpus = ck.integer(src, p + ("cpus",), body["cpus"], 1, 4096) if body.get("cpus") is not None else None
+        mem = ck.size(src, p + ("memory",), body["memory"], 64 << 20) if body.get("memory") is not None else None
+        if uri is not None:
+            out[name] = Host(name, uri, cpus, mem)
+    return out
+
+
+def networks(ck: Checker, src: Source, raw: object, cluster: str) -> dict[str, Network]:
+    out: dict[str, Network] = {}
+    for name, body in ck.named_mapping(src, ("networks",), raw).items():
+        p = ("networks", name)
+        if ck.mapping(src, p, body, NETWORK_KEYS, required=("cidr",)) is None:
+            continue
+        ok = True
+        mode = ck.choice(src, p + ("mode",), body.get("mode", "isolated"), [m.value for m in NetMode])
+        cidr = ck.cidr(src, p + ("cidr",), body.get("cidr")) if body.get("cidr") is not None else None
+        ok &= mode is not None and cidr is not None
+        addrs = {}
+        for key in ("gateway", "host_ip"):
+            if body.get(key) is not None:
+                addrs[key] = ck.ip(src, p + (key,), body[key])
+                if addrs[key] is None:
+                    ok = False
+                elif cidr is not None and addrs[key] not in cidr:
+                    ck.add(src, p + (key,), f"{addrs[key]} is outside the network {cidr}")
+                    ok = False
+        dhcp = ck.boolean(src, p + ("dhcp",), body.get("dhcp", False))
+        dns = tuple(x for x in ck.each(src, p + ("dns",), body.get("dns", []), ck.ip) if x is not None)
+        mtu = ck.integer(src, p + ("mtu",), body["mtu"], 576, 9216) if body.get("mtu") is not None else None
+        domain = ck.text(src, p + ("domain",), body["domain"]) if body.get("domain") is not None else None
+        bridge = body.get("bridge")
+        if bridge is not None and (not isinstance(bridge, str) or not re.match(r"^[A-Za-z0-9_.-]{1,15}$", bridge)):
+            ck.add(src, p + ("bridge",), f"{bridge!r} is not a Linux bridge name (1-15 letters, digits, '-', '_', '.')")
+            ok = False
+        if mode == "bridge" and bridge is None:
+            ck.add(src, p, "mode bridge needs 'bridge': the name of an existing bridge on each host, e.g. br0")
+            ok = False
+        gateway, host_ip = addrs.get("gateway"), addrs.get("host_ip")
+        if mode == "nat" and host_ip is None and cidr is not None:
+            host_ip = gateway or next(cidr.hosts())  # NAT needs the host on the network as the router
+            gateway = gateway or host_ip
+        if dhcp and mode == "isolated" and host_ip is None:
+            ck.add(src, p + ("dhcp",), "DHCP is served from the host's bridge: set host_ip, or give each VM a static ip")
+            ok = False
+        if dhcp and mode == "bridge":
+            ck.add(src, p + ("dhcp",), "on a bridge to an existing LAN, DHCP comes from that LAN; remove dhcp")
+            ok = False
+        if ok and dhcp is not None:
+            out[name] = Network(name=name, mode=NetMode(mode), cidr=cidr, gateway=gateway, dhcp=dhcp,
+                                bridge=bridge or identity.bridge_name(cluster, name), host_ip=host_ip,
+                                dns=dns, domain=domain, mtu=mtu)
+    return out
+
+
+def storage(ck: Checker, src: Source, raw: object) -> dict[str, Pool]:
+    out: dict[str, Pool] = {}
+    for name, body in ck.named_mapping(src, ("storage",), raw).items():
+        p = ("storage", name)
+        if ck.mapping(src, p, body, POOL_KEYS, required=("type", "path")) is None:
+            continue
+        kind = ck.choice(src, p + ("type",), body.get("type"), [t.value for t in PoolType]) if body.get("type") is not None else None
+        path = ck.abspath(src, p + ("path",), body.get("path")) if body.get("path") is not None else None
+        shared = ck.boolean(src, p + ("shared",), body.get("shared", kind == "netfs"))
+        external = ck.boolean(src, p + ("external",), body.get("external", False))
+        served_by = tuple(x for x in ck.each(src, p + ("served_by",), body.get("served_by", []), ck.name) if x)
+        on_hosts = tuple(x for x in ck.each(src, p + ("hosts",), body.get("hosts", []), ck.name) if x)
+        server = export = version = None
+        if kind == "netfs":
+            for key in ("server", "export"):
+                if body.get(key) is None:
+                    ck.add(src, p, f"a netfs pool needs {key!r}")
+            server = ck.text(src, p + ("server",), body["server"]) if body.get("server") is not None else None
+            export = ck.abspath(src, p + ("export",), body["export"]) if body.get("export") is not None else None
+            version = str(body.get("nfs_version", "4"))
+            if version not in ("3", "4", "4.0", "4.1", "4.2"):
+                ck.add(src, p + ("nfs_version",), f"{body.get('nfs_version')!r} must be one of 3, 4, 4.1, 4.2")
+                version = None
+            if server is None or export is None or version is None:
+                continue
+        elif kind == "dir":
+            for key in ("server", "export", "nfs_version", "served_by"):
+                if key in body:
+                    ck.add(src, p + (key,), f"only netfs pools take {key!r}")
+        if kind and path and shared is not None and external is not None:
+            out[name] = Pool(name, PoolType(kind), path, shared, external, server, export, version, served_by, on_hosts)
+    return out
+
+
+def images(ck: Checker, src: Source, raw: object) -> dict[str, Image]:
+    out: dict[str, Image] = {}
+    for name, body in ck.named_mapping(src, ("images",), raw).items():
+        p = ("images", name)
+        if ck.mapping(src, p, body, IMAGE_KEYS) is None:
+            continue
+        given = [k for k in ("path", "url", "recipe") if body.get(k) is not None]
+        if len(given) != 1:
+            ck.add(src, p, "give exactly one of path, url or recipe" + (f" (got {', '.join(given)})" if given else ""))
+            continue
+        source = body[given[0]]
+        if given[0] == "path":
+            source = ck.abspath(src, p + ("path",), source)
+        elif given[0] == "url":
+            if not isinstance(source, str) or not re.match(r"^(https?|file)://\S+$", source):
+                ck.add(src, p + ("url",), f"{source!r} is not an http(s):// or file:// URL")
+                source = None
+        else:
+            source = ck.name(src, p + ("recipe",), source, what="recipe name")
+            source = f"recipe:{source}" if source else None
+        sha = body.get("sha256")
+        if sha is not None and (not isinstance(sha, str) or not SHA256.match(sha.lower())):
+            ck.add(src, p + ("sha256",), "must be 64 hexadecimal digits")
+            sha = None
+        if given[0] == "url" and body.get("sha256") is None:
+            ck.add(src, p + ("sha256",), "a downloaded image needs its sha256 so a corrupt or swapped file is refused")
+        default_format = "raw" if str(source).endswith((".raw", ".img")) else "qcow2"
+        fmt = ck.choice(src, p + ("format",), body.get("format", default_format), ["qcow2", "raw"])
+        default_boot = "kernel" if body.get("kernel") or given[0] == "recipe" else "bootloader"
+        boot = ck.choice(src, p + ("boot",), body.get("boot", default_boot), [b.value for b in BootMode])
+        kernel = ck.abspath(src, p + ("kernel",), body["kernel"]) if body.get("kernel") is not None else None
+        initrd = ck.abspath(src, p + ("initrd",), body["initrd"]) if body.get("initrd") is not None else None
+        cmdline = ck.text(src, p + ("cmdline",), body["cmdline"]) if body.get("cmdline") is not None else None
+        if boot == "kernel" and given[0] != "recipe" and kernel is None:
+            ck.add(src, p + ("boot",), "boot: kernel needs 'kernel' (and usually 'initrd') paths")
+            continue
+        if source and fmt and boot:
+            out[name] = Image(name, source, sha.lower() if sha else None, fmt, BootMode(boot), kernel, initrd,
+                              cmdline, given[0] == "recipe" and source[len("recipe:"):] or None)
+    return out

@@ -1,0 +1,53 @@
+"""The <metadata> element that marks a libvirt object as vmbuild's.
+
+Everything vmbuild may later change or delete carries it; anything without it is
+someone else's and is never touched. The spec hash tells "ours, unchanged" from
+"ours, changed" without a state file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+NS = "https://vmbuild.dev/xmlns/cluster/1"
+PREFIX = "vmbuild"
+
+
+@dataclass(frozen=True)
+class Mark:
+    cluster: str
+    kind: str                 # domain, network, pool
+    name: str                 # the cluster file's name for the object
+    spec: str                 # hash of the desired definition
+    role: str = ""
+    host: str = ""
+    volumes: tuple[str, ...] = field(default_factory=tuple)  # pool/volume pairs a domain owns
+    seed: str = ""            # hash of the seed content (instance-id)
+
+
+def element(mark: Mark) -> etree._Element:
+    root = etree.Element(f"{{{NS}}}owner", nsmap={PREFIX: NS})
+    for tag in ("cluster", "kind", "name", "role", "host", "spec", "seed"):
+        value = getattr(mark, tag)
+        if value:
+            etree.SubElement(root, f"{{{NS}}}{tag}").text = value
+    for vol in mark.volumes:
+        etree.SubElement(root, f"{{{NS}}}volume").text = vol
+    return root
+
+
+def read(xml: str | bytes | etree._Element) -> Mark | None:
+    """The mark inside an object's XML, or None when the object is not vmbuild's."""
+    root = etree.fromstring(xml) if isinstance(xml, (str, bytes)) else xml
+    owner = root.find(f"metadata/{{{NS}}}owner")
+    if owner is None:
+        return None
+
+    def text(tag: str) -> str:
+        node = owner.find(f"{{{NS}}}{tag}")
+        return (node.text or "") if node is not None else ""
+
+    return Mark(cluster=text("cluster"), kind=text("kind"), name=text("name"), spec=text("spec"),
+                role=text("role"), host=text("host"),
+                volumes=tuple(v.text or "" for v in owner.findall(f"{{{NS}}}volume")), seed=text("seed"))

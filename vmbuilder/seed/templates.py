@@ -1,0 +1,142 @@
+"""Render a VM's cloud-init documents from the jinja2 templates in cloudinit/.
+
+cloudinit/common/user-data.yaml.j2 applies to every VM; cloudinit/<role>/user-data.yaml.j2
+adds the role's part. Both render to YAML that is parsed and merged (mappings by key,
+lists concatenated) with the VM's own `cloud_init:` last, then dumped without aliases.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import jinja2
+import yaml
+
+from vmbuilder import paths
+from vmbuilder.errors import InputError, Problem
+from vmbuilder.model import VM, Cluster, NetMode
+from vmbuilder.seed import yamlout
+
+
+@dataclass(frozen=True)
+class SeedFiles:
+    user_data: str
+    meta_data: str
+    network_config: str
+    instance_id: str
+
+    def files(self) -> dict[str, bytes]:
+        return {"user-data": self.user_data.encode(), "meta-data": self.meta_data.encode(),
+                "network-config": self.network_config.encode()}
+
+
+def _environment(root: Path) -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(root)), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, autoescape=False,
+                             trim_blocks=True, lstrip_blocks=True)
+    # json is valid YAML flow syntax, so `| q` quotes any value safely inside a template
+    env.filters["q"] = lambda v: json.dumps(v if isinstance(v, (str, int, float, bool, list, dict)) or v is None else str(v))
+    env.filters["shq"] = lambda v: shlex.quote(str(v))
+    return env
+
+
+def _merge(dst: dict, src: Mapping) -> dict:
+    for key, value in src.items():
+        if isinstance(dst.get(key), dict) and isinstance(value, Mapping):
+            _merge(dst[key], value)
+        elif isinstance(dst.get(key), list) and isinstance(value, list):
+            dst[key] = dst[key] + [v for v in value if v not in dst[key]]
+        else:
+            dst[key] = value
+    return dst
+
+
+def _context(cluster: Cluster, vm: VM, secrets: Mapping[str, Any]) -> dict:
+    def nic_info(v: VM) -> list[dict]:
+        return [{"network": n.network, "mac": n.mac, "ip": str(n.ip.ip) if n.ip else None,
+                 "prefix": cluster.networks[n.network].cidr.prefixlen, "device": f"eth{i}"}
+                for i, n in enumerate(v.nics)]
+
+    peers = [{"name": v.name, "role": v.role, "host": v.host, "nics": nic_info(v),
+              "ip": next((str(n.ip.ip) for n in v.nics if n.ip), None), "vcpus": v.vcpus,
+              "memory_mib": v.memory >> 20} for v in cluster.vms]
+    by_role: dict[str, list] = {}
+    for p in peers:
+        by_role.setdefault(p["role"], []).append(p)
+    me = next(p for p in peers if p["name"] == vm.name)
+    image = cluster.images[vm.boot_disk.image]
+    return {"cluster": {"name": cluster.name, "domain": cluster.domain, "timezone": cluster.timezone,
+                        "settings": cluster.settings},
+            "vm": dict(me, vars=dict(vm.role_vars), groups=list(vm.groups),
+                       packages=list(vm.packages), data_disks=[d.name for d in vm.disks[1:]],
+                       index=by_role[vm.role].index(me)),
+            "peers": peers, "roles": by_role, "secrets": dict(secrets),
+            "packages_baked": image.recipe is not None,
+            "networks": {n.name: {"cidr": str(n.cidr), "gateway": str(n.gateway) if n.gateway else None,
+                                  "mode": n.mode.value} for n in cluster.networks.values()},
+            "ssh_authorized_keys": list(vm.ssh_authorized_keys)}
+
+
+def _render_doc(env: jinja2.Environment, name: str, context: dict, vm: VM) -> dict:
+    try:
+        text = env.get_template(name).render(context)
+    except jinja2.TemplateNotFound:
+        return {}
+    except jinja2.UndefinedError as e:
+        raise InputError(Problem(f"cloudinit/{name}", 0, "", f"for vm {vm.name}: {e.message}")) from e
+    except jinja2.TemplateError as e:
+        raise InputError(Problem(f"cloudinit/{name}", getattr(e, "lineno", 0) or 0, "", f"template error: {e}")) from e
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise InputError(Problem(f"cloudinit/{name}", 0, "", f"renders invalid YAML for vm {vm.name}: {' '.join(str(e).split())}")) from e
+    if not isinstance(data, dict):
+        raise InputError(Problem(f"cloudinit/{name}", 0, "", f"must render a mapping for vm {vm.name}"))
+    return data
+
+
+def user_data(cluster: Cluster, vm: VM, secrets: Mapping[str, Any], root: Path | None = None) -> str:
+    env = _environment(root or paths.data_dir("cloudinit"))
+    ctx = _context(cluster, vm, secrets)
+    doc: dict = {}
+    for name in ("common/user-data.yaml.j2", f"{vm.role}/user-data.yaml.j2"):
+        _merge(doc, _render_doc(env, name, ctx, vm))
+    _merge(doc, vm.cloud_init)
+    return "#cloud-config\n" + yamlout.dump(doc)
+
+
+def network_config(cluster: Cluster, vm: VM) -> str:
+    ethernets: dict[str, Any] = {}
+    routed = False
+    for i, nic in enumerate(vm.nics):
+        net = cluster.networks[nic.network]
+        eth: dict[str, Any] = {"match": {"macaddress": nic.mac}, "set-name": f"eth{i}"}
+        if nic.ip is None:
+            eth["dhcp4"] = True
+        else:
+            eth["addresses"] = [str(nic.ip)]
+            if net.gateway is not None and not routed:
+                eth["gateway4"] = str(net.gateway)
+                routed = True
+            dns = [str(d) for d in net.dns] or ([str(net.gateway)] if net.mode is NetMode.NAT and net.gateway else [])
+            if dns:
+                eth["nameservers"] = {"addresses": dns, "search": [cluster.domain]}
+        if net.mtu:
+            eth["mtu"] = net.mtu
+        ethernets[f"eth{i}"] = eth
+    return yamlout.dump({"version": 2, "ethernets": ethernets})
+
+
+def seed_files(cluster: Cluster, vm: VM, secrets: Mapping[str, Any] | None = None,
+               root: Path | None = None) -> SeedFiles:
+    ud = user_data(cluster, vm, secrets or {}, root)
+    nc = network_config(cluster, vm)
+    # a changed seed must look like a new instance to cloud-init, or it keeps the old config
+    digest = hashlib.sha256("\0".join((vm.name, ud, nc)).encode()).hexdigest()[:16]
+    instance_id = f"vmb-{digest}"
+    md = yamlout.dump({"instance-id": instance_id, "local-hostname": vm.name})
+    return SeedFiles(ud, md, nc, instance_id)
