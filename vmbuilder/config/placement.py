@@ -50,10 +50,12 @@ def place(vms: list[VM], hosts: dict[str, Host]) -> tuple[list[VM], dict[str, st
 def group_clashes(vms: list[VM]) -> dict[str, str]:
     """VM name -> why it breaks anti-affinity with an earlier VM."""
     out: dict[str, str] = {}
-    for i, vm in enumerate(vms):
-        for other in vms[:i]:
-            shared = sorted(set(vm.groups) & set(other.groups))
-            if vm.host and vm.host == other.host and shared:
-                out[vm.name] = f"{vm.name} and {other.name} are both in group {shared[0]!r} but share host {vm.host!r}"
-                break
+    first: dict[tuple[str, str], str] = {}   # (host, group) -> first VM seen there
+    for vm in vms:
+        for group in sorted(vm.groups):
+            key = (vm.host, group)
+            if vm.host and key in first:
+                out.setdefault(vm.name, f"{vm.name} and {first[key]} are both in group {group!r} but share host {vm.host!r}")
+            else:
+                first.setdefault(key, vm.name)
     return out

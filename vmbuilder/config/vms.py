@@ -54,7 +54,8 @@ class VMBuilder:
             if x and names.count(x.name) > 1 and names.index(x.name) != i:
                 self._p(m, ("disks", i, "name"), f"disk name {x.name!r} is used twice", name)
         nics = [self._nic(m, i, nic, name) for i, nic in enumerate(d.get("nics") or [])]
-        if len(self.problems) > before:
+        # a None disk or NIC refers to a broken definition already reported where it stands
+        if len(self.problems) > before or None in disks or None in nics:
             return None
         return VM(name=name, host=host or "", role=d.get("role") or "base", vcpus=d["vcpus"],
                   memory=parse_size(d["memory"]), disks=tuple(disks), nics=tuple(nics),

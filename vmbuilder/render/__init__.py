@@ -15,7 +15,7 @@ from vmbuilder.render.domain import domain_xml
 from vmbuilder.render.network import network_xml
 from vmbuilder.render.storage import disk_volume_xml, pool_xml, seed_volume_xml
 from vmbuilder.seed.iso import build_iso
-from vmbuilder.seed.templates import SeedFiles, seed_files
+from vmbuilder.seed.templates import ClusterFacts, SeedFiles, cluster_facts, seed_files
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,9 @@ def domain_type(accel: Accel) -> str:
     return "qemu" if accel is Accel.TCG else "kvm"
 
 
-def desired_vm(cluster: Cluster, vm: VM, accel: Accel, secrets: Mapping | None = None) -> DesiredVM:
-    seed = seed_files(cluster, vm, secrets or {})
+def desired_vm(cluster: Cluster, vm: VM, accel: Accel, secrets: Mapping | None = None,
+               facts: ClusterFacts | None = None) -> DesiredVM:
+    seed = seed_files(cluster, vm, secrets or {}, facts=facts)
     iso = build_iso(seed.files())
     return DesiredVM(
         vm=vm,
@@ -51,12 +52,14 @@ def desired_vm(cluster: Cluster, vm: VM, accel: Accel, secrets: Mapping | None =
         seed=seed, seed_iso=iso, seed_volume=seed_volume_xml(cluster, vm, len(iso)))
 
 
-def desired_host(cluster: Cluster, host: str, accel: Accel, secrets: Mapping | None = None) -> DesiredHost:
+def desired_host(cluster: Cluster, host: str, accel: Accel, secrets: Mapping | None = None,
+                 facts: ClusterFacts | None = None) -> DesiredHost:
+    facts = facts or cluster_facts(cluster)
     return DesiredHost(
         host=host,
         pools=tuple((p.name, pool_xml(cluster, p)) for p in cluster.pools_on(host) if not p.external),
         networks=tuple((n.name, network_xml(cluster, n)) for n in cluster.networks_on(host)),
-        vms=tuple(desired_vm(cluster, vm, accel, secrets) for vm in cluster.vms_on(host)))
+        vms=tuple(desired_vm(cluster, vm, accel, secrets, facts) for vm in cluster.vms_on(host)))
 
 
 __all__ = ["DesiredHost", "DesiredVM", "desired_host", "desired_vm", "domain_type", "names"]

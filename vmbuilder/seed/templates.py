@@ -55,29 +55,54 @@ def _merge(dst: dict, src: Mapping) -> dict:
     return dst
 
 
-def _context(cluster: Cluster, vm: VM, secrets: Mapping[str, Any]) -> dict:
+# Beyond this many VMs a per-VM /etc/hosts of the whole cluster grows the seeds
+# quadratically; such clusters should use DNS, so the block is left out.
+HOSTS_BLOCK_LIMIT = 64
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    """What templates know about the whole cluster, computed once per render, not per VM."""
+
+    peers: tuple
+    by_role: Mapping[str, list]
+    index: Mapping[str, int]         # VM name -> its position among its role's VMs
+    networks: Mapping[str, dict]
+    env: jinja2.Environment          # compiled templates are reused for every VM
+
+
+def cluster_facts(cluster: Cluster, root: Path | None = None) -> ClusterFacts:
     def nic_info(v: VM) -> list[dict]:
         return [{"network": n.network, "mac": n.mac, "ip": str(n.ip.ip) if n.ip else None,
                  "prefix": cluster.networks[n.network].cidr.prefixlen, "device": f"eth{i}"}
                 for i, n in enumerate(v.nics)]
 
-    peers = [{"name": v.name, "role": v.role, "host": v.host, "nics": nic_info(v),
-              "ip": next((str(n.ip.ip) for n in v.nics if n.ip), None), "vcpus": v.vcpus,
-              "memory_mib": v.memory >> 20} for v in cluster.vms]
+    peers = tuple({"name": v.name, "role": v.role, "host": v.host, "nics": nic_info(v),
+                   "ip": next((str(n.ip.ip) for n in v.nics if n.ip), None), "vcpus": v.vcpus,
+                   "memory_mib": v.memory >> 20} for v in cluster.vms)
     by_role: dict[str, list] = {}
     for p in peers:
         by_role.setdefault(p["role"], []).append(p)
-    me = next(p for p in peers if p["name"] == vm.name)
+    networks = {n.name: {"cidr": str(n.cidr), "gateway": str(n.gateway) if n.gateway else None,
+                         "mode": n.mode.value} for n in cluster.networks.values()}
+    index = {p["name"]: i for mates in by_role.values() for i, p in enumerate(mates)}
+    return ClusterFacts(peers, by_role, index, networks, _environment(root or paths.data_dir("cloudinit")))
+
+
+def _context(cluster: Cluster, vm: VM, secrets: Mapping[str, Any], facts: ClusterFacts) -> dict:
+    mates = facts.by_role[vm.role]
+    index = facts.index[vm.name]
+    me = mates[index]
     image = cluster.images[vm.boot_disk.image]
+    hosts_block = list(facts.peers) if len(facts.peers) <= HOSTS_BLOCK_LIMIT else []
     return {"cluster": {"name": cluster.name, "domain": cluster.domain, "timezone": cluster.timezone,
                         "settings": cluster.settings},
             "vm": dict(me, vars=dict(vm.role_vars), groups=list(vm.groups),
                        packages=list(vm.packages), data_disks=[d.name for d in vm.disks[1:]],
-                       index=by_role[vm.role].index(me)),
-            "peers": peers, "roles": by_role, "secrets": dict(secrets),
+                       index=index),
+            "peers": hosts_block, "roles": facts.by_role, "secrets": dict(secrets),
             "packages_baked": image.recipe is not None,
-            "networks": {n.name: {"cidr": str(n.cidr), "gateway": str(n.gateway) if n.gateway else None,
-                                  "mode": n.mode.value} for n in cluster.networks.values()},
+            "networks": facts.networks,
             "ssh_authorized_keys": list(vm.ssh_authorized_keys)}
 
 
@@ -91,7 +116,7 @@ def _render_doc(env: jinja2.Environment, name: str, context: dict, vm: VM) -> di
     except jinja2.TemplateError as e:
         raise InputError(Problem(f"cloudinit/{name}", getattr(e, "lineno", 0) or 0, "", f"template error: {e}")) from e
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml.load(text, Loader=yamlout.Loader) or {}
     except yaml.YAMLError as e:
         raise InputError(Problem(f"cloudinit/{name}", 0, "", f"renders invalid YAML for vm {vm.name}: {' '.join(str(e).split())}")) from e
     if not isinstance(data, dict):
@@ -99,9 +124,11 @@ def _render_doc(env: jinja2.Environment, name: str, context: dict, vm: VM) -> di
     return data
 
 
-def user_data(cluster: Cluster, vm: VM, secrets: Mapping[str, Any], root: Path | None = None) -> str:
-    env = _environment(root or paths.data_dir("cloudinit"))
-    ctx = _context(cluster, vm, secrets)
+def user_data(cluster: Cluster, vm: VM, secrets: Mapping[str, Any], root: Path | None = None,
+              facts: ClusterFacts | None = None) -> str:
+    facts = facts or cluster_facts(cluster, root)
+    env = facts.env
+    ctx = _context(cluster, vm, secrets, facts)
     doc: dict = {}
     for name in ("common/user-data.yaml.j2", f"{vm.role}/user-data.yaml.j2"):
         _merge(doc, _render_doc(env, name, ctx, vm))
@@ -132,8 +159,8 @@ def network_config(cluster: Cluster, vm: VM) -> str:
 
 
 def seed_files(cluster: Cluster, vm: VM, secrets: Mapping[str, Any] | None = None,
-               root: Path | None = None) -> SeedFiles:
-    ud = user_data(cluster, vm, secrets or {}, root)
+               root: Path | None = None, facts: ClusterFacts | None = None) -> SeedFiles:
+    ud = user_data(cluster, vm, secrets or {}, root, facts)
     nc = network_config(cluster, vm)
     # a changed seed must look like a new instance to cloud-init, or it keeps the old config
     digest = hashlib.sha256("\0".join((vm.name, ud, nc)).encode()).hexdigest()[:16]

@@ -7,12 +7,17 @@ from typing import Any
 import yaml
 
 
-class _PlainDumper(yaml.SafeDumper):
+# libyaml's C parser and emitter when present: pure-Python PyYAML dominates render time
+Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Base = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _PlainDumper(_Base):
     def ignore_aliases(self, data: Any) -> bool:
         return True
 
 
-def _str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+def _str(dumper: _Base, data: str) -> yaml.Node:
     style = "|" if "\n" in data else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 

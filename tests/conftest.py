@@ -1,0 +1,47 @@
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+MOODLE = REPO / "profiles" / "clusters" / "moodle.yaml"
+
+SMALL = """\
+name: small
+accel: tcg
+hosts:
+  hv1: {uri: "qemu:///system", cpus: 4, memory: 8GiB}
+networks:
+  lan: {cidr: 10.50.0.0/24}
+storage:
+  local: {type: dir, path: /var/lib/libvirt/images/small}
+images:
+  debian12: {recipe: debian12}
+defaults:
+  disks: [{name: root, pool: local, image: debian12, size: 4GiB}]
+vms:
+  - name: a1
+    host: hv1
+    memory: 512MiB
+    nics: [{network: lan, ip: 10.50.0.11}]
+  - name: a2
+    host: hv1
+    memory: 512MiB
+    nics: [{network: lan, ip: 10.50.0.12}]
+"""
+
+
+@pytest.fixture
+def write(tmp_path):
+    """Write a cluster file (dedented) into a temp folder and return its path."""
+    def _write(text: str, name: str = "cluster.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text))
+        return path
+    return _write
+
+
+@pytest.fixture
+def small(write):
+    return write(SMALL)
