@@ -99,5 +99,76 @@ def render(file: str, output: str, accel: str | None) -> None:
     click.echo(f"wrote {len(written)} files to {output}: {domains} domains, {isos} seed ISOs, domain type {chosen.value}")
 
 
+EXAMPLES_IMAGE = """\b
+Examples:
+  vmbuild image build debian12
+  vmbuild image build debian12-roles --force
+"""
+
+
+@cli.group()
+def image() -> None:
+    """Base images built offline from Debian's packages (recipes in images/)."""
+
+
+@image.command("build", epilog=EXAMPLES_IMAGE)
+@click.argument("recipe")
+@click.option("--force", is_flag=True, help="Rebuild even when a cached image exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def image_build(recipe: str, force: bool, as_json: bool) -> None:
+    """Build the base image RECIPE (cached by the recipe's content; a second build is instant)."""
+    from vmbuilder.image.build import build
+    from vmbuilder.image.recipe import load_recipe
+
+    r = load_recipe(recipe)
+    built = build(r, progress=lambda s: None if as_json else click.echo(f"{recipe}: {s}", err=True), force=force)
+    info = {"recipe": built.recipe, "disk": str(built.disk), "kernel": str(built.kernel),
+            "initrd": str(built.initrd), "cmdline": built.cmdline, "bytes": built.disk.stat().st_size}
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        click.echo(f"{recipe}: {built.disk} ({info['bytes'] >> 20} MiB)")
+
+
+EXAMPLES_LAB = """\b
+Examples:
+  vmbuild lab start profiles/clusters/moodle.yaml
+  vmbuild lab stop profiles/clusters/moodle.yaml
+"""
+
+
+@cli.group()
+def lab() -> None:
+    """Rehearse on one machine: a sandboxed libvirtd per host of the file (needs root)."""
+
+
+@lab.command("start", epilog=EXAMPLES_LAB)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the lab hosts as JSON.")
+def lab_start(file: str, as_json: bool) -> None:
+    """Start one lab libvirtd per host of FILE, each in its own network namespace."""
+    from vmbuilder.lab import hosts as labhosts
+
+    cluster = load_cluster(file)
+    started = [labhosts.start(labhosts.lab_host(cluster.name, h)) for h in cluster.hosts]
+    rows = [{"host": l.host, "uri": l.uri, "netns": l.netns} for l in started]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    for r in rows if not as_json else []:
+        click.echo(f"{r['host']}: {r['uri']} (netns {r['netns']})")
+
+
+@lab.command("stop", epilog=EXAMPLES_LAB)
+@click.argument("file", type=click.Path(dir_okay=False))
+def lab_stop(file: str) -> None:
+    """Stop FILE's lab hosts: their guests, libvirtd and virtlogd by PID, and their namespaces."""
+    from vmbuilder.lab import hosts as labhosts
+
+    cluster = load_cluster(file)
+    for h in cluster.hosts:
+        labhosts.stop(labhosts.lab_host(cluster.name, h))
+        click.echo(f"{h}: stopped")
+
+
 def main() -> None:
     cli(prog_name="vmbuild")

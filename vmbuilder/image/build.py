@@ -1,0 +1,132 @@
+"""Build a base image from Debian's packages alone: mmdebstrap into a folder, a few fix-ups,
+`mkfs.ext4 -d` into a raw file (no mount, no loop device), then qcow2. The kernel and initrd
+are kept beside it for libvirt's direct kernel boot. Results are cached by recipe key."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from vmbuilder import paths
+from vmbuilder.errors import OperationError
+from vmbuilder.image.recipe import Recipe
+
+MIRROR = "http://deb.debian.org/debian"
+SECURITY = "http://deb.debian.org/debian-security"
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    recipe: str
+    folder: Path
+    disk: Path
+    kernel: Path
+    initrd: Path
+    cmdline: str
+
+    @classmethod
+    def load(cls, folder: Path) -> "BuiltImage":
+        m = json.loads((folder / "manifest.json").read_text())
+        return cls(m["recipe"], folder, folder / "disk.qcow2", folder / "vmlinuz", folder / "initrd.img", m["cmdline"])
+
+
+def image_folder(recipe: Recipe) -> Path:
+    return paths.cache_dir() / "images" / f"{recipe.name}-{recipe.key}"
+
+
+def cached(recipe: Recipe) -> BuiltImage | None:
+    folder = image_folder(recipe)
+    return BuiltImage.load(folder) if (folder / "manifest.json").is_file() else None
+
+
+def _run(cmd: list[str], what: str, log: Path) -> None:
+    with open(log, "ab") as out:
+        out.write(f"$ {' '.join(cmd)}\n".encode())
+        out.flush()
+        r = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT)
+    if r.returncode != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+        kept = log.parent.parent / f"{log.parent.name.split('-')[0].lstrip('.')}-build.log"
+        raise OperationError(f"image build: {what} failed (exit {r.returncode}): {tail[0][:200]}; full log: {kept}")
+
+
+FSTAB = "LABEL=root / ext4 defaults,discard 0 1\n"
+# cloud-init writes its network config to interfaces.d; without the source line the NIC is
+# renamed but never brought up
+INTERFACES = "auto lo\niface lo inet loopback\n\nsource /etc/network/interfaces.d/*\n"
+
+
+def _fixups(root: Path) -> None:
+    (root / "etc/fstab").write_text(FSTAB)
+    (root / "etc/network/interfaces").write_text(INTERFACES)
+    (root / "etc/network/interfaces.d").mkdir(parents=True, exist_ok=True)
+    # every clone must get its own machine-id and hostname on first boot
+    (root / "etc/machine-id").write_text("")
+    (root / "etc/hostname").write_text("localhost\n")
+    cfg = root / "etc/cloud/cloud.cfg.d/90-vmbuild.cfg"
+    cfg.write_text("datasource_list: [NoCloud, None]\n")
+    for unit in ("qemu-guest-agent.service",):
+        wants = root / "etc/systemd/system/multi-user.target.wants"
+        wants.mkdir(parents=True, exist_ok=True)
+        link = wants / unit
+        if not link.exists():
+            link.symlink_to(f"/lib/systemd/system/{unit}")
+
+
+def build(recipe: Recipe, progress: Callable[[str], None] = lambda s: None, force: bool = False) -> BuiltImage:
+    done = cached(recipe)
+    if done and not force:
+        return done
+    for tool in ("mmdebstrap", "mkfs.ext4", "qemu-img"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists() and not Path(f"/sbin/{tool}").exists():
+            raise OperationError(f"image build needs {tool}: apt-get install mmdebstrap e2fsprogs qemu-utils")
+    final = image_folder(recipe)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{recipe.name}-", dir=final.parent))
+    log = work / "build.log"
+    try:
+        t0 = time.monotonic()
+        root = work / "rootfs"
+        progress(f"mmdebstrap {recipe.suite} with {len(recipe.packages)} packages")
+        _run(["mmdebstrap", "--variant=apt", "--mode=root", "--format=directory",
+              "--aptopt=Acquire::Check-Valid-Until \"false\"",
+              "--include=" + ",".join(recipe.packages), recipe.suite, str(root),
+              f"deb {MIRROR} {recipe.suite} main", f"deb {MIRROR} {recipe.suite}-updates main",
+              f"deb {SECURITY} {recipe.suite}-security main"], "mmdebstrap", log)
+        _fixups(root)
+        kernels = sorted((root / "boot").glob("vmlinuz-*"))
+        initrds = sorted((root / "boot").glob("initrd.img-*"))
+        if not kernels or not initrds:
+            raise OperationError(f"image build: no kernel or initrd in {root}/boot; does the recipe include a linux-image package?")
+        shutil.copy2(kernels[-1], work / "vmlinuz")
+        shutil.copy2(initrds[-1], work / "initrd.img")
+        progress("making the ext4 filesystem")
+        raw = work / "root.img"
+        with open(raw, "wb") as f:
+            f.truncate(recipe.size)
+        _run(["mkfs.ext4", "-q", "-L", "root", "-d", str(root), str(raw)], "mkfs.ext4", log)
+        shutil.rmtree(root)
+        progress("converting to qcow2")
+        _run(["qemu-img", "convert", "-O", "qcow2", "-c", str(raw), str(work / "disk.qcow2")], "qemu-img convert", log)
+        raw.unlink()
+        manifest = {"recipe": recipe.name, "key": recipe.key, "cmdline": recipe.cmdline,
+                    "packages": list(recipe.packages), "seconds": round(time.monotonic() - t0, 1)}
+        (work / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        for f in work.iterdir():
+            os.chmod(f, 0o644)
+        if final.exists():
+            shutil.rmtree(final)
+        work.rename(final)
+        return BuiltImage.load(final)
+    except BaseException:
+        # keep the log where the error message says it is; drop the half-built tree
+        if log.exists():
+            shutil.copy2(log, final.parent / f"{recipe.name}-build.log")
+        shutil.rmtree(work, ignore_errors=True)
+        raise

@@ -1,0 +1,51 @@
+"""Image recipes (images/*.yaml): what goes into a base image, and the cache key of the result."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from vmbuilder import paths
+from vmbuilder.errors import InputError, Problem
+from vmbuilder.units import SizeError, parse_size
+
+BUILDER_VERSION = "1"   # bump when the build steps change, so caches are rebuilt
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    suite: str
+    size: int
+    cmdline: str
+    packages: tuple[str, ...]
+    description: str = ""
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps([BUILDER_VERSION, self.suite, self.size, self.cmdline, sorted(self.packages)])
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def load_recipe(name: str, folder: Path | None = None, _seen: tuple = ()) -> Recipe:
+    folder = folder or paths.data_dir("images")
+    path = folder / f"{name}.yaml"
+    if name in _seen:
+        raise InputError(Problem(str(path), 0, "inherits", f"recipes inherit in a circle: {' -> '.join(_seen + (name,))}"))
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+        raise InputError(Problem(str(path), 0, "", f"no image recipe {name!r}; known: {known}"))
+    data = yaml.safe_load(path.read_text()) or {}
+    base = load_recipe(data["inherits"], folder, _seen + (name,)) if data.get("inherits") else None
+    try:
+        size = parse_size(data["size"]) if "size" in data else (base.size if base else 3 << 30)
+    except SizeError as e:
+        raise InputError(Problem(str(path), 0, "size", str(e))) from e
+    packages = tuple(base.packages if base else ()) + tuple(p for p in data.get("packages", ())
+                                                            if not base or p not in base.packages)
+    return Recipe(name=name, suite=data.get("suite", base.suite if base else "bookworm"), size=size,
+                  cmdline=data.get("cmdline", base.cmdline if base else "root=/dev/vda rw console=ttyS0"),
+                  packages=packages, description=data.get("description", ""))

@@ -1,0 +1,163 @@
+"""Lab hosts: one sandboxed libvirtd per host of a cluster file, all on this machine.
+
+Each lab host is its own network namespace (`ip netns`) and private mount namespace in
+which /etc/libvirt, /var/lib/libvirt, /run/libvirt, /var/log/libvirt and /var/cache/libvirt
+are bind-mounted from a per-host folder. vmbuild reaches it from the root namespace with
+qemu+unix:///system?socket=<folder>/run/libvirt/libvirt-sock. Daemons are started and
+stopped by PID file, never by name.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vmbuilder import paths
+from vmbuilder.errors import OperationError
+
+BINDS = ("etc/libvirt", "var/lib/libvirt", "run/libvirt", "var/log/libvirt", "var/cache/libvirt")
+
+
+@dataclass(frozen=True)
+class LabHost:
+    cluster: str
+    host: str
+    folder: Path
+
+    @property
+    def netns(self) -> str:
+        # netns names become file names under /run/netns; keep them short and unique
+        return "vmb-" + hashlib.sha256(f"{self.cluster}/{self.host}".encode()).hexdigest()[:8]
+
+    @property
+    def socket(self) -> Path:
+        return self.folder / "run/libvirt/libvirt-sock"
+
+    @property
+    def uri(self) -> str:
+        return f"qemu+unix:///system?socket={self.socket}"
+
+    def pidfile(self, daemon: str) -> Path:
+        return self.folder / f"{daemon}.pid"
+
+
+def lab_host(cluster: str, host: str) -> LabHost:
+    return LabHost(cluster, host, paths.state_dir() / "labs" / cluster / host)
+
+
+def _sh(cmd: list[str], what: str) -> None:
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise OperationError(f"lab: {what} failed: {(r.stderr or r.stdout).strip()[:300]}")
+
+
+def _prepare(lab: LabHost) -> None:
+    for rel in BINDS:
+        (lab.folder / rel).mkdir(parents=True, exist_ok=True)
+    etc = lab.folder / "etc/libvirt"
+    if not (etc / "libvirtd.conf").exists():
+        shutil.copytree("/etc/libvirt", etc, dirs_exist_ok=True, symlinks=True)
+        # the copied default network would start dnsmasq and NAT in every lab host
+        for autostart in (etc / "qemu/networks/autostart").glob("*.xml"):
+            autostart.unlink()
+    for sub in ("qemu", "images", "dnsmasq", "network", "boot"):
+        (lab.folder / "var/lib/libvirt" / sub).mkdir(parents=True, exist_ok=True)
+    (lab.folder / "var/log/libvirt/qemu").mkdir(parents=True, exist_ok=True)
+    os.chmod(lab.folder, 0o755)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def running(lab: LabHost) -> bool:
+    pid = _read_pid(lab.pidfile("libvirtd"))
+    return pid is not None and _alive(pid) and lab.socket.exists()
+
+
+def start(lab: LabHost, timeout: float = 30.0) -> LabHost:
+    if running(lab):
+        return lab
+    if os.geteuid() != 0:
+        raise OperationError("lab hosts need root (network and mount namespaces, libvirtd as root)")
+    _prepare(lab)
+    existing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    if lab.netns not in existing:
+        _sh(["ip", "netns", "add", lab.netns], f"creating network namespace {lab.netns}")
+    _sh(["ip", "-n", lab.netns, "link", "set", "lo", "up"], "bringing up loopback")
+    # mount points may be missing where no system libvirtd ever ran
+    mounts = " && ".join(f"mkdir -p /{rel} && mount --bind {lab.folder / rel} /{rel}" for rel in BINDS)
+    script = (f"{mounts} && virtlogd -d -p {lab.pidfile('virtlogd')} && "
+              f"libvirtd -d -p {lab.pidfile('libvirtd')}")
+    try:
+        _sh(["ip", "netns", "exec", lab.netns, "unshare", "--mount", "--propagation", "private",
+             "sh", "-c", script], f"starting libvirtd for lab host {lab.host}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if running(lab):
+                return lab
+            time.sleep(0.2)
+    except BaseException:
+        stop(lab)   # never leave a half-started lab host behind
+        raise
+    stop(lab)
+    raise OperationError(f"lab host {lab.host}: libvirtd did not open {lab.socket} within {timeout:.0f}s; "
+                         f"see {lab.folder / 'var/log/libvirt'}")
+
+
+def _child_pids(lab: LabHost) -> list[int]:
+    """qemu and dnsmasq started by the lab's libvirtd, from the PID files libvirt writes."""
+    pids = []
+    for pattern in ("run/libvirt/qemu/*.pid", "run/libvirt/network/*.pid", "var/lib/libvirt/dnsmasq/*.pid"):
+        for f in lab.folder.glob(pattern):
+            pid = _read_pid(f)
+            if pid:
+                pids.append(pid)
+    return pids
+
+
+def _stop_pid(pid: int, grace: float) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+    if _alive(pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def stop(lab: LabHost) -> None:
+    """Stop guests, libvirtd and virtlogd by PID, then remove the namespace. Keeps the folder."""
+    for pid in _child_pids(lab):
+        _stop_pid(pid, 5.0)
+    for daemon in ("libvirtd", "virtlogd"):
+        pid = _read_pid(lab.pidfile(daemon))
+        if pid:
+            _stop_pid(pid, 10.0)
+        lab.pidfile(daemon).unlink(missing_ok=True)
+    existing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    if lab.netns in existing:
+        _sh(["ip", "netns", "del", lab.netns], f"deleting network namespace {lab.netns}")
