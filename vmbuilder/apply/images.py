@@ -1,0 +1,32 @@
+"""Local files behind each image of a cluster: built from a recipe, or a path on this machine."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from vmbuilder.errors import InputError, OperationError, Problem
+from vmbuilder.image.build import build
+from vmbuilder.image.recipe import load_recipe
+from vmbuilder.model import Cluster, Image
+
+
+@dataclass(frozen=True)
+class ImageFiles:
+    disk: Path
+    kernel: Path | None
+    initrd: Path | None
+
+
+def resolve(cluster: Cluster, image: Image, progress=lambda s: None) -> ImageFiles:
+    if image.recipe:
+        built = build(load_recipe(image.recipe), progress=progress)
+        return ImageFiles(built.disk, built.kernel, built.initrd)
+    if image.is_url:
+        raise OperationError(f"image {image.name}: downloading images is not supported yet; "
+                             f"download it and give its path instead")
+    disk = Path(image.source)
+    for f in (disk, image.kernel, image.initrd):
+        if f is not None and not os.path.isfile(f):
+            raise InputError(Problem(cluster.source, 0, f"images.{image.name}", f"{f} does not exist"))
+    return ImageFiles(disk, Path(image.kernel) if image.kernel else None, Path(image.initrd) if image.initrd else None)

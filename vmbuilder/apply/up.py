@@ -1,0 +1,106 @@
+"""Create what is missing on one host, in fixed phases:
+pools -> base image volumes -> overlays -> seeds -> networks -> domains -> start."""
+from __future__ import annotations
+
+from typing import Callable
+
+import libvirt
+
+from vmbuilder.apply.images import ImageFiles
+from vmbuilder.errors import ConflictError
+from vmbuilder.hypervisor.connection import Hypervisor
+from vmbuilder.model import Cluster
+from vmbuilder.render import DesiredHost, names, ownership
+from vmbuilder.render.storage import blob_volume_xml
+from vmbuilder.render.xmltools import to_string
+
+Progress = Callable[[str, str, str], None]   # (vm or object, phase, detail)
+
+
+def _pool(hv: Hypervisor, cluster: Cluster, name: str, xml) -> libvirt.virStoragePool:
+    libname = names.pool(cluster, name)
+    pool = hv.pool(libname)
+    if pool is None:
+        pool = hv.call("defining pool", libname, hv.conn.storagePoolDefineXML, to_string(xml), 0, mutate=True)
+        hv.call("building pool", libname, pool.build, 0, mutate=True)
+        hv.call("setting autostart of pool", libname, pool.setAutostart, 1, mutate=True)
+    if not pool.isActive():
+        hv.call("starting pool", libname, pool.create, 0, mutate=True)
+    return pool
+
+
+def _upload_file(hv: Hypervisor, pool, volname: str, path, what: str) -> None:
+    if hv.volume(pool, volname) is not None:
+        return
+    size = path.stat().st_size
+    vol = hv.call("creating volume", volname, pool.createXML, to_string(blob_volume_xml(volname, size)), 0, mutate=True)
+    try:
+        with open(path, "rb") as f:
+            hv.upload(vol, f, size, what)
+    except BaseException:
+        hv.call("removing half-uploaded volume", volname, vol.delete, 0, mutate=True)
+        raise
+
+
+def up_host(hv: Hypervisor, cluster: Cluster, want: DesiredHost, images: dict[str, ImageFiles],
+            progress: Progress) -> None:
+    pools = {}
+    for name, xml in want.pools:
+        progress(name, "pool", "")
+        pools[name] = _pool(hv, cluster, name, xml)
+    for name in {d.pool for v in want.vms for d in v.vm.disks} - set(pools):
+        pools[name] = hv.pool(names.pool(cluster, name))   # external pools: must exist
+        if pools[name] is None:
+            raise ConflictError(f"{hv.host}: pool {name!r} is marked external but does not exist")
+    # one copy of each base image per pool that needs it, uploaded over a stream
+    for vm in (d.vm for d in want.vms):
+        disk = vm.boot_disk
+        image = cluster.images[disk.image]
+        files = images[image.name]
+        pool = pools[disk.pool]
+        progress(vm.name, "image", image.name)
+        _upload_file(hv, pool, names.base_volume(cluster, image), files.disk, f"image {image.name}")
+        if files.kernel is not None:
+            _upload_file(hv, pool, names.kernel_volume(cluster, image), files.kernel, f"kernel of {image.name}")
+            _upload_file(hv, pool, names.initrd_volume(cluster, image), files.initrd, f"initrd of {image.name}")
+    for d in want.vms:
+        for pool_name, xml in d.volumes:
+            volname = xml.findtext("name")
+            if hv.volume(pools[pool_name], volname) is None:
+                progress(d.vm.name, "disk", volname)
+                hv.call("creating overlay", volname, pools[pool_name].createXML, to_string(xml), 0, mutate=True)
+        seed_pool = pools[d.vm.boot_disk.pool]
+        seedname = d.seed_volume.findtext("name")
+        if hv.volume(seed_pool, seedname) is None:
+            progress(d.vm.name, "seed", seedname)
+            vol = hv.call("creating seed", seedname, seed_pool.createXML, to_string(d.seed_volume), 0, mutate=True)
+            hv.upload_bytes(vol, d.seed_iso, f"seed of {d.vm.name}")
+    for name, xml in want.networks:
+        libname = names.network(cluster, name)
+        net = hv.network(libname)
+        if net is None:
+            progress(name, "network", "")
+            net = hv.call("defining network", libname, hv.conn.networkDefineXML, to_string(xml), mutate=True)
+            hv.call("setting autostart of network", libname, net.setAutostart, 1, mutate=True)
+        elif not _ours(net.XMLDesc(0), cluster):
+            raise ConflictError(f"{hv.host}: network {libname!r} exists and was not created by vmbuild for "
+                                f"cluster {cluster.name!r}; refusing to touch it")
+        if not net.isActive():
+            hv.call("starting network", libname, net.create, mutate=True)
+    for d in want.vms:
+        libname = names.domain(cluster, d.vm)
+        dom = hv.domain(libname)
+        if dom is None:
+            progress(d.vm.name, "define", "")
+            dom = hv.call("defining domain", libname, hv.conn.defineXML, to_string(d.domain), mutate=True)
+        elif not _ours(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), cluster):
+            raise ConflictError(f"{hv.host}: domain {libname!r} exists and was not created by vmbuild for "
+                                f"cluster {cluster.name!r}; refusing to touch it")
+        if not dom.isActive():
+            progress(d.vm.name, "start", "")
+            hv.call("starting domain", libname, dom.create, mutate=True)
+
+
+def _ours(xml: str, cluster: Cluster) -> bool:
+    mark = ownership.read(xml)
+    return mark is not None and mark.cluster == cluster.name
