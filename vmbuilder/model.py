@@ -87,6 +87,7 @@ class Image:
     initrd: str | None = None
     cmdline: str | None = None
     recipe: str | None = None        # built by `vmbuild image build RECIPE`
+    version: str = ""                # recipe key or sha256 prefix: a new image gets new base volumes
 
     @property
     def is_url(self) -> bool:

@@ -145,3 +145,14 @@ def test_moodle_broken_copy_through_cli(tmp_path):
     assert len(lines) == 2, result.output
     assert all(re.match(rf"^{re.escape(str(broken))}:\d+: ", l) for l in lines), result.output
     assert "Traceback" not in result.output
+
+
+def test_unknown_recipe_and_versioned_base_volume(write):
+    with pytest.raises(InputError, match=r":10: images\.debian12\.recipe: no image recipe 'debain12'; known: debian12"):
+        load_cluster(write(SMALL.replace("{recipe: debian12}", "{recipe: debain12}")))
+    from vmbuilder.image.recipe import load_recipe
+    from vmbuilder.render import names
+    c = load_cluster(write(SMALL))
+    key = load_recipe("debian12").key
+    assert names.base_volume(c, c.images["debian12"]) == f"base-debian12-{key}.qcow2"
+    assert c.vm("a1").disks[0].image == "debian12"

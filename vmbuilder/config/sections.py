@@ -7,6 +7,8 @@ import re
 from vmbuilder import identity
 from vmbuilder.config.checks import Checker
 from vmbuilder.config.yamlsrc import Source
+from vmbuilder.errors import InputError
+from vmbuilder.image.recipe import load_recipe
 from vmbuilder.model import BootMode, Host, Image, NetMode, Network, Pool, PoolType
 
 URI = re.compile(r"^(qemu|test)(\+(ssh|unix|tcp|tls|libssh|libssh2|ext))?://[^\s]*/(system|session|default)(\?[^\s]*)?$")
@@ -154,7 +156,15 @@ def images(ck: Checker, src: Source, raw: object) -> dict[str, Image]:
         if boot == "kernel" and given[0] != "recipe" and kernel is None:
             ck.add(src, p + ("boot",), "boot: kernel needs 'kernel' (and usually 'initrd') paths")
             continue
+        recipe = source[len("recipe:"):] if given[0] == "recipe" and source else None
+        version = sha.lower()[:12] if sha else ""
+        if recipe:
+            try:
+                version = load_recipe(recipe).key
+            except InputError as e:
+                ck.add(src, p + ("recipe",), e.problems[0].message)
+                continue
         if source and fmt and boot:
             out[name] = Image(name, source, sha.lower() if sha else None, fmt, BootMode(boot), kernel, initrd,
-                              cmdline, given[0] == "recipe" and source[len("recipe:"):] or None)
+                              cmdline, recipe, version)
     return out

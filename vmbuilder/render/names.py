@@ -24,16 +24,22 @@ def seed_volume(cluster: Cluster, vm: VM) -> str:
     return f"{cluster.object_name(vm.name)}-seed.iso"
 
 
+def _base(cluster: Cluster, image: Image) -> str:
+    # the version is in the name so overlays of an older image keep their backing file
+    stem = f"base-{image.name}-{image.version}" if image.version else f"base-{image.name}"
+    return cluster.object_name(stem)
+
+
 def base_volume(cluster: Cluster, image: Image) -> str:
-    return f"{cluster.object_name('base-' + image.name)}.{image.format}"
+    return f"{_base(cluster, image)}.{image.format}"
 
 
 def kernel_volume(cluster: Cluster, image: Image) -> str:
-    return f"{cluster.object_name('base-' + image.name)}.vmlinuz"
+    return f"{_base(cluster, image)}.vmlinuz"
 
 
 def initrd_volume(cluster: Cluster, image: Image) -> str:
-    return f"{cluster.object_name('base-' + image.name)}.initrd"
+    return f"{_base(cluster, image)}.initrd"
 
 
 def volume_path(cluster: Cluster, pool_name: str, volume: str) -> str:
