@@ -11,7 +11,8 @@ from vmbuilder.errors import ConflictError
 from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.model import Cluster
 from vmbuilder.render import DesiredHost, names, ownership
-from vmbuilder.render.storage import blob_volume_xml
+from vmbuilder.apply.inventory import usable_pool
+from vmbuilder.render.storage import blob_volume_xml, pool_xml
 from vmbuilder.render.xmltools import to_string
 
 Progress = Callable[[str, str, str], None]   # (vm or object, phase, detail)
@@ -42,27 +43,36 @@ def _upload_file(hv: Hypervisor, pool, volname: str, path, what: str) -> None:
         raise
 
 
-def up_host(hv: Hypervisor, cluster: Cluster, want: DesiredHost, images: dict[str, ImageFiles],
-            progress: Progress) -> None:
+def prepare_storage(hv: Hypervisor, cluster: Cluster, host: str, images: dict[str, ImageFiles],
+                    progress: Progress) -> dict[str, libvirt.virStoragePool]:
+    """Pools, then one copy of each base image (and its kernel/initrd) per pool that needs it."""
     pools = {}
-    for name, xml in want.pools:
-        progress(name, "pool", "")
-        pools[name] = _pool(hv, cluster, name, xml)
-    for name in {d.pool for v in want.vms for d in v.vm.disks} - set(pools):
-        pools[name] = hv.pool(names.pool(cluster, name))   # external pools: must exist
+    for p in cluster.pools_on(host):
+        if p.external:
+            continue
+        progress(p.name, "pool", p.path)
+        pools[p.name] = _pool(hv, cluster, p.name, pool_xml(cluster, p))
+    for name in {d.pool for v in cluster.vms_on(host) for d in v.disks} - set(pools):
+        pools[name] = usable_pool(hv, cluster, name)   # external pools: checked up front
         if pools[name] is None:
             raise ConflictError(f"{hv.host}: pool {name!r} is marked external but does not exist")
-    # one copy of each base image per pool that needs it, uploaded over a stream
-    for vm in (d.vm for d in want.vms):
+    for vm in cluster.vms_on(host):
         disk = vm.boot_disk
         image = cluster.images[disk.image]
         files = images[image.name]
         pool = pools[disk.pool]
-        progress(vm.name, "image", image.name)
+        if hv.volume(pool, names.base_volume(cluster, image)) is None:
+            progress(vm.name, "image", f"{image.name} -> {disk.pool}")
         _upload_file(hv, pool, names.base_volume(cluster, image), files.disk, f"image {image.name}")
         if files.kernel is not None:
             _upload_file(hv, pool, names.kernel_volume(cluster, image), files.kernel, f"kernel of {image.name}")
             _upload_file(hv, pool, names.initrd_volume(cluster, image), files.initrd, f"initrd of {image.name}")
+    return pools
+
+
+def up_host(hv: Hypervisor, cluster: Cluster, want: DesiredHost, pools: dict[str, libvirt.virStoragePool],
+            progress: Progress) -> None:
+    """Overlays, seeds, networks, domains, start: each created only when missing."""
     for d in want.vms:
         for pool_name, xml in d.volumes:
             volname = xml.findtext("name")

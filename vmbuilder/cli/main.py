@@ -170,5 +170,15 @@ def lab_stop(file: str) -> None:
         click.echo(f"{h}: stopped")
 
 
+def _register() -> None:
+    from vmbuilder.cli.lifecycle import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_register()
+
+
 def main() -> None:
     cli(prog_name="vmbuild")

@@ -36,6 +36,7 @@ class Hypervisor:
         self.host, self.uri = host, uri
         self.conn: libvirt.virConnect | None = None
         self.mutations = 0   # how many changing calls were made (idempotence is tested by it)
+        self.done: list[str] = []   # what those calls did, for the summary of a run that stopped half-way
 
     def __enter__(self) -> "Hypervisor":
         libvirt.registerErrorHandler(_quiet, None)
@@ -60,6 +61,7 @@ class Hypervisor:
             raise HostError(self.host, action, obj, e.get_error_message() or str(e), _hint(e)) from e
         if mutate:
             self.mutations += 1
+            self.done.append(f"{action} {obj}")
         return result
 
     # -- lookups: None when absent ---------------------------------------------------
@@ -79,6 +81,16 @@ class Hypervisor:
 
     def pool(self, name: str) -> libvirt.virStoragePool | None:
         return self._lookup(self.conn.storagePoolLookupByName, name, libvirt.VIR_ERR_NO_STORAGE_POOL)
+
+    def interface_missing(self, name: str) -> bool | None:
+        """True when the host has no network interface NAME; None when libvirt cannot tell."""
+        try:
+            self.conn.interfaceLookupByName(name)
+            return False
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_INTERFACE:
+                return True
+            return None
 
     def volume(self, pool: libvirt.virStoragePool, name: str) -> libvirt.virStorageVol | None:
         return self._lookup(pool.storageVolLookupByName, name, libvirt.VIR_ERR_NO_STORAGE_VOL)

@@ -65,10 +65,28 @@ def _prepare(lab: LabHost) -> None:
         # the copied default network would start dnsmasq and NAT in every lab host
         for autostart in (etc / "qemu/networks/autostart").glob("*.xml"):
             autostart.unlink()
+    _run_qemu_as_root(etc / "qemu.conf")
     for sub in ("qemu", "images", "dnsmasq", "network", "boot"):
         (lab.folder / "var/lib/libvirt" / sub).mkdir(parents=True, exist_ok=True)
     (lab.folder / "var/log/libvirt/qemu").mkdir(parents=True, exist_ok=True)
     os.chmod(lab.folder, 0o755)
+
+
+QEMU_AS_ROOT = "# vmbuild lab: qemu runs as root inside the lab sandbox\nuser = \"root\"\ngroup = \"root\"\n"
+
+
+def _run_qemu_as_root(conf: Path) -> None:
+    """Lab guests run as root, not libvirt-qemu.
+
+    Where /dev/kvm is root-only (no udev, as on CI runners), a qemu user that cannot open it
+    makes libvirtd distrust its capabilities cache and re-probe every qemu binary on each
+    define: about 100 s per domain instead of milliseconds. The lab is a throwaway sandbox in
+    its own namespaces; real hosts keep libvirt's default user and get the fix from `doctor`
+    (group kvm, mode 0660 on /dev/kvm).
+    """
+    text = conf.read_text() if conf.exists() else ""
+    if QEMU_AS_ROOT not in text:
+        conf.write_text(text.rstrip("\n") + "\n\n" + QEMU_AS_ROOT)
 
 
 def _alive(pid: int) -> bool:

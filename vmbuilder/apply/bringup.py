@@ -1,0 +1,151 @@
+"""`vmbuild up`: check every host, then create what is missing on all of them at once,
+then wait until every guest has run its seed."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from lxml import etree
+
+import libvirt
+
+from vmbuilder.apply import accel as accelprobe
+from vmbuilder.apply.fleet import each_host
+from vmbuilder.apply.images import ImageFiles
+from vmbuilder.apply.preflight import check_host
+from vmbuilder.apply.ready import TIMEOUTS, Readiness, wait_ready
+from vmbuilder.apply.up import prepare_storage, up_host
+from vmbuilder.errors import OperationError, VmbuildError
+from vmbuilder.hypervisor.connection import Hypervisor
+from vmbuilder.hypervisor.targets import Target
+from vmbuilder.model import Accel, BootMode, Cluster
+from vmbuilder.render import desired_host, names
+from vmbuilder.seed.templates import cluster_facts
+
+HostProgress = Callable[[str, str, str, str], None]   # host, object, phase, detail
+
+
+@dataclass
+class HostReport:
+    host: str
+    uri: str
+    accel: str = ""
+    accel_note: str = ""
+    mutations: int = 0
+    done: list[str] = field(default_factory=list)
+    error: str = ""
+    skipped: bool = False
+    ready: dict[str, Readiness] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    accel: Accel | None = None          # overrides the file's accel
+    wait: bool = True
+    timeout: float | None = None        # per guest; default from the accelerator
+    continue_on_host_error: bool = False
+
+
+def _needed_types(cluster: Cluster, override: Accel | None) -> set[str]:
+    accel = override or cluster.accel
+    return {"kvm"} if accel is Accel.KVM else {"qemu"}   # auto can always fall back to qemu
+
+
+def preflight(cluster: Cluster, targets: dict[str, Target], override: Accel | None) -> dict[str, list[str]]:
+    """Problems per host, found before anything is created anywhere."""
+    def check(t: Target) -> list[str]:
+        with Hypervisor(t.host, t.uri) as hv:
+            return check_host(hv, cluster, t.host, _needed_types(cluster, override))
+
+    out = {}
+    for host, result in each_host(targets, check).items():
+        out[host] = [str(result)] if isinstance(result, Exception) else result
+    return out
+
+
+def choose_accel(hv: Hypervisor, cluster: Cluster, host: str, override: Accel | None) -> tuple[Accel, str]:
+    if override is not None:
+        return override, "chosen on the command line"
+    if cluster.accel is not Accel.AUTO:
+        return cluster.accel, "set in the file"
+    for vm in cluster.vms_on(host):
+        dom = hv.domain(names.domain(cluster, vm))
+        if dom is not None:   # never flip an existing cluster between kvm and tcg behind the user's back
+            kind = etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)).get("type")
+            return (Accel.KVM if kind == "kvm" else Accel.TCG), "kept from the existing domains"
+    if "kvm" not in hv.domain_types():
+        return Accel.TCG, "libvirt offers no kvm on this host: using TCG (plain emulation, slower)"
+    kernel = _probe_kernel(cluster, host)
+    if kernel is None:
+        return Accel.TCG, "no kernel volume to probe KVM with: using TCG (set accel: kvm to force KVM)"
+    result = accelprobe.probe(hv, kernel, "kvm", name=cluster.object_name("kvm-probe"))
+    if result.works:
+        return Accel.KVM, f"KVM works (probe kernel booted in {result.seconds:.1f}s)"
+    return Accel.TCG, f"KVM does not work here ({result.why}): falling back to TCG (plain emulation, slower)"
+
+
+def _probe_kernel(cluster: Cluster, host: str) -> str | None:
+    for vm in cluster.vms_on(host):
+        image = cluster.images[vm.boot_disk.image]
+        if image.boot is BootMode.KERNEL:
+            return names.volume_path(cluster, vm.boot_disk.pool, names.kernel_volume(cluster, image))
+    return None
+
+
+def _serial_reader(cluster: Cluster, target: Target) -> Callable[[str], str | None] | None:
+    if target.root is None:
+        return None
+
+    def read(vm: str) -> str | None:
+        path = target.local_file(names.serial_log(cluster, cluster.vm(vm)))
+        try:
+            return path.read_text(errors="replace")[-20000:] if path else None
+        except OSError:
+            return None
+    return read
+
+
+def bring_up(cluster: Cluster, targets: dict[str, Target], images: dict[str, ImageFiles], opts: UpOptions,
+             progress: HostProgress, secrets: dict | None = None) -> list[HostReport]:
+    facts = cluster_facts(cluster)
+
+    def work(t: Target) -> HostReport:
+        report = HostReport(t.host, t.uri)
+        say = lambda obj, phase, detail="": progress(t.host, obj, phase, detail)
+        hv = Hypervisor(t.host, t.uri)
+        try:
+            with hv:
+                pools = prepare_storage(hv, cluster, t.host, images, say)
+                accel, report.accel_note = choose_accel(hv, cluster, t.host, opts.accel)
+                report.accel = accel.value
+                say("accel", accel.value, report.accel_note)
+                want = desired_host(cluster, t.host, accel, secrets, facts)
+                up_host(hv, cluster, want, pools, say)
+                if opts.wait and want.vms:
+                    doms = {d.vm.name: (hv.domain(names.domain(cluster, d.vm)), d.seed.instance_id) for d in want.vms}
+                    timeout = opts.timeout or TIMEOUTS[accel]
+                    report.ready = wait_ready(hv, doms, timeout, _serial_reader(cluster, t), say)
+        except VmbuildError as e:
+            report.error = str(e)
+        finally:
+            report.mutations, report.done = hv.mutations, list(hv.done)
+        return report
+
+    reports = []
+    for host, result in each_host(targets, work).items():
+        if isinstance(result, Exception):   # a bug of ours in one worker must not hide the others
+            result = HostReport(host, targets[host].uri, error=f"internal error: {type(result).__name__}: {result}")
+        reports.append(result)
+    return reports
+
+
+def refuse_on_problems(problems: dict[str, list[str]], continue_on_host_error: bool) -> set[str]:
+    """Raise when any host has a problem (nothing was created); with continue, return the hosts to skip."""
+    bad = {h: p for h, p in problems.items() if p}
+    if not bad:
+        return set()
+    lines = [f"{h}: {p}" for h, ps in bad.items() for p in ps]
+    if continue_on_host_error and len(bad) < len(problems):
+        return set(bad)
+    raise OperationError("\n".join(lines + ["nothing was created on any host"]))
+

@@ -1,0 +1,70 @@
+"""`vmbuild doctor`: what a host can really do, each finding with what to do about it."""
+from __future__ import annotations
+
+import shutil
+
+from vmbuilder.apply import accel as accelprobe
+from vmbuilder.apply.preflight import MIN_LIBVIRT, _fmt_version
+from vmbuilder.hypervisor.connection import Hypervisor
+from vmbuilder.hypervisor.targets import Target
+from vmbuilder.model import BootMode, Cluster
+from vmbuilder.render import names
+
+PROBE_KERNEL = "/var/lib/libvirt/boot/vmbuild-probe.vmlinuz"
+
+
+def _check(name: str, ok: bool, detail: str, fatal: bool = True) -> dict:
+    return {"check": name, "ok": ok, "detail": detail, "fatal": fatal}
+
+
+def _kernel_on_host(hv: Hypervisor, cluster: Cluster, target: Target) -> tuple[str | None, bool]:
+    """(path of a kernel qemu on the host can read, whether we placed it there for the probe)."""
+    for vm in cluster.vms_on(target.host):
+        image = cluster.images[vm.boot_disk.image]
+        if image.boot is not BootMode.KERNEL:
+            continue
+        pool = hv.pool(names.pool(cluster, vm.boot_disk.pool))
+        if pool is not None and pool.isActive() and hv.volume(pool, names.kernel_volume(cluster, image)):
+            return names.volume_path(cluster, vm.boot_disk.pool, names.kernel_volume(cluster, image)), False
+        if target.root is not None and image.recipe:
+            from vmbuilder.image.build import cached
+            from vmbuilder.image.recipe import load_recipe
+
+            built = cached(load_recipe(image.recipe))
+            if built is not None and built.kernel is not None:
+                dest = target.local_file(PROBE_KERNEL)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(built.kernel, dest)
+                return PROBE_KERNEL, True
+    return None, False
+
+
+def examine(cluster: Cluster, target: Target) -> list[dict]:
+    checks = []
+    with Hypervisor(target.host, target.uri) as hv:
+        checks.append(_check("reachable", True, target.uri))
+        v = hv.version()
+        checks.append(_check("libvirt version", v >= MIN_LIBVIRT, _fmt_version(v)))
+        types = hv.domain_types()
+        checks.append(_check("domain types", "qemu" in types, ", ".join(sorted(types))))
+        if target.root is not None:
+            problem = accelprobe.local_kvm_device_problem()
+            checks.append(_check("/dev/kvm", problem is None, problem or "usable by the qemu user", fatal=False))
+        kernel, placed = _kernel_on_host(hv, cluster, target)
+        try:
+            if kernel is None:
+                checks.append(_check("kvm boots", False, "not probed: no kernel on the host yet "
+                                     "(build the image, or run `vmbuild up`, which probes before defining)", fatal=False))
+            else:
+                for kind, timeout in (("kvm", 20.0), ("qemu", 90.0)):
+                    if kind not in types:
+                        continue
+                    r = accelprobe.probe(hv, kernel, kind, timeout=timeout, name=cluster.object_name(f"{kind}-probe"))
+                    label = "kvm boots" if kind == "kvm" else "tcg boots"
+                    detail = f"{r.why} in {r.seconds:.1f}s" if r.works else (
+                        r.why + ("; `up` falls back to TCG" if kind == "kvm" else ""))
+                    checks.append(_check(label, r.works, detail, fatal=kind == "qemu"))
+        finally:
+            if placed:
+                target.local_file(PROBE_KERNEL).unlink(missing_ok=True)
+    return checks

@@ -1,0 +1,70 @@
+"""Checks run on every host before anything is created on any of them.
+
+Everything that would make `up` stop half-way for a reason known in advance is found here:
+an old libvirt, a missing domain type, a bridge that is not there, a name taken by an
+object vmbuild did not create, a pool of ours whose target moved.
+"""
+from __future__ import annotations
+
+from lxml import etree
+
+import libvirt
+
+from vmbuilder.apply.inventory import domain_mark, network_mark, pool_is_ours
+from vmbuilder.hypervisor.connection import Hypervisor
+from vmbuilder.model import Cluster, NetMode
+
+# 7.0 is the oldest libvirt whose domain/network metadata and stream upload vmbuild relies on
+MIN_LIBVIRT = 7_000_000
+
+
+def _fmt_version(v: int) -> str:
+    return f"{v // 1_000_000}.{v // 1000 % 1000}.{v % 1000}"
+
+
+def check_host(hv: Hypervisor, cluster: Cluster, host: str, domain_types: set[str]) -> list[str]:
+    """Problems that stop `up` on this host, each one line naming the object; [] when fine."""
+    problems: list[str] = []
+    version = hv.version()
+    if version < MIN_LIBVIRT:
+        problems.append(f"libvirt {_fmt_version(version)} is too old; vmbuild needs {_fmt_version(MIN_LIBVIRT)} or newer")
+    offered = hv.domain_types()
+    for t in sorted(domain_types - offered):
+        problems.append(f"libvirt offers domain types {sorted(offered)}, not {t!r}")
+    for net in cluster.networks_on(host):
+        libname = cluster.object_name(net.name)
+        existing = hv.network(libname)
+        if existing is not None:
+            mark = network_mark(existing)
+            if mark is None or mark.cluster != cluster.name:
+                problems.append(f"network {libname!r} exists and was not created by vmbuild for cluster "
+                                f"{cluster.name!r}; rename ours (prefix:) or remove it")
+        if net.mode is NetMode.BRIDGE and hv.interface_missing(net.bridge):
+            problems.append(f"network {net.name}: bridge {net.bridge!r} does not exist on the host; "
+                            f"create it (bridged to the LAN) first")
+    for vm in cluster.vms_on(host):
+        libname = cluster.object_name(vm.name)
+        dom = hv.domain(libname)
+        if dom is not None:
+            mark = domain_mark(dom)
+            if mark is None or mark.cluster != cluster.name:
+                problems.append(f"domain {libname!r} exists and was not created by vmbuild for cluster "
+                                f"{cluster.name!r}; refusing to touch it")
+    for pool in cluster.pools_on(host):
+        libname = cluster.object_name(pool.name)
+        existing = hv.pool(libname)
+        if pool.external:
+            if existing is None:
+                problems.append(f"pool {libname!r} is marked external but is not defined on the host")
+            continue
+        if existing is None:
+            continue
+        if not pool_is_ours(cluster, libname, existing.UUIDString()):
+            problems.append(f"pool {libname!r} exists and was not created by vmbuild for cluster "
+                            f"{cluster.name!r}; refusing to touch it")
+            continue
+        path = etree.fromstring(existing.XMLDesc(libvirt.VIR_STORAGE_XML_INACTIVE)).findtext("target/path")
+        if path != pool.path:
+            problems.append(f"pool {libname!r} has target {path}, the file says {pool.path}; "
+                            f"moving a pool is not done in place (destroy the cluster or keep the path)")
+    return problems

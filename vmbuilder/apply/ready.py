@@ -1,0 +1,106 @@
+"""Waiting until guests have run their seed: cloud-init finished, read from inside the guest.
+
+The qemu guest agent is the channel (it works over any libvirt URI, no SSH, no guest
+network): /run/cloud-init/result.json appears when cloud-init's last stage ends, and
+/var/lib/cloud/data/instance-id proves it was *our* seed that ran. Where the agent never
+answers, the serial log (readable when the host is this machine) is the fallback.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import libvirt
+
+from vmbuilder.errors import HostError
+from vmbuilder.hypervisor.connection import Hypervisor
+from vmbuilder.model import Accel
+
+# how long one guest may take from start to cloud-init done; TCG is 5-20x slower than KVM
+TIMEOUTS = {Accel.KVM: 300.0, Accel.TCG: 1200.0}
+FINISHED_ON_SERIAL = re.compile(r"Cloud-init v\. \S+ finished at")
+
+
+@dataclass
+class Readiness:
+    vm: str
+    ready: bool = False
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    via: str = ""            # agent or serial
+    instance_id: str = ""
+    problem: str = ""        # why it is not ready
+
+
+def read_result(hv: Hypervisor, dom: libvirt.virDomain) -> tuple[dict | None, str]:
+    """(cloud-init's result.json, instance-id) through the agent; (None, '') before cloud-init is done."""
+    raw = hv.guest_file(dom, "/run/cloud-init/result.json")
+    if raw is None:
+        return None, ""
+    iid = (hv.guest_file(dom, "/var/lib/cloud/data/instance-id") or b"").decode(errors="replace").strip()
+    return json.loads(raw.decode(errors="replace")), iid
+
+
+def wait_ready(hv: Hypervisor, domains: dict[str, tuple[libvirt.virDomain, str]], timeout: float,
+               serial: Callable[[str], str | None] | None = None,
+               progress: Callable[[str, str, str], None] = lambda *a: None) -> dict[str, Readiness]:
+    """domains: VM name -> (domain, expected instance-id). Polls all of them together."""
+    started = time.monotonic()
+    results = {vm: Readiness(vm) for vm in domains}
+    pending = dict(domains)
+    while pending:
+        for vm, (dom, want_iid) in list(pending.items()):
+            r = results[vm]
+            state = hv.call("reading the state of", dom.name(), dom.state)[0]
+            if state not in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED):
+                r.problem = f"domain is {_state_name(state)}, not running"
+                r.seconds = time.monotonic() - started
+                del pending[vm]
+                continue
+            try:
+                result, iid = read_result(hv, dom)
+            except HostError:
+                result, iid = None, ""   # the agent is not up yet
+            if result is not None:
+                r.ready, r.via, r.instance_id = True, "agent", iid
+                r.errors = [str(e) for e in result.get("v1", {}).get("errors", [])]
+                if want_iid and iid and iid != want_iid:
+                    r.ready = False
+                    r.problem = f"cloud-init ran seed {iid}, not ours ({want_iid})"
+            elif serial is not None:
+                log = serial(vm) or ""
+                if FINISHED_ON_SERIAL.search(log) and time.monotonic() - started > 60:
+                    # cloud-init is done but the agent stays silent: report it, do not hang
+                    r.ready, r.via = True, "serial"
+                    r.problem = "cloud-init finished (serial log) but the guest agent does not answer"
+            if r.ready or r.problem:
+                r.seconds = time.monotonic() - started
+                progress(vm, "ready" if r.ready and not r.errors else "not ready",
+                         f"{r.seconds:.0f}s" + (f", {len(r.errors)} cloud-init errors" if r.errors else ""))
+                del pending[vm]
+        if pending and time.monotonic() - started > timeout:
+            for vm in pending:
+                r = results[vm]
+                r.seconds = time.monotonic() - started
+                tail = _tail(serial(vm) if serial else None)
+                r.problem = f"cloud-init did not finish within {timeout:.0f}s" + (f"; serial log ends: {tail}" if tail else "")
+            break
+        if pending:
+            time.sleep(2.0)
+    return results
+
+
+def _tail(log: str | None) -> str:
+    if not log:
+        return ""
+    lines = [l.strip() for l in log.replace("\r", "").splitlines() if l.strip()]
+    return " | ".join(lines[-3:])[-300:]
+
+
+def _state_name(state: int) -> str:
+    return {libvirt.VIR_DOMAIN_SHUTOFF: "shut off", libvirt.VIR_DOMAIN_PAUSED: "paused",
+            libvirt.VIR_DOMAIN_CRASHED: "crashed", libvirt.VIR_DOMAIN_SHUTDOWN: "shutting down",
+            libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended"}.get(state, f"in state {state}")

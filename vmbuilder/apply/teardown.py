@@ -1,0 +1,148 @@
+"""Stopping and removing a cluster on one host: only objects vmbuild's marks say are ours."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import libvirt
+
+from vmbuilder.apply.inventory import Owned, owned
+from vmbuilder.hypervisor.connection import Hypervisor
+from vmbuilder.model import Cluster
+from vmbuilder.render import names
+
+Progress = Callable[[str, str, str], None]
+
+UNDEFINE_FLAGS = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                  | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
+
+
+def stop_domains(hv: Hypervisor, doms: list[libvirt.virDomain], grace: float, progress: Progress) -> dict[str, str]:
+    """Ask each guest to shut down (agent, then ACPI), wait up to GRACE, then pull the plug."""
+    how: dict[str, str] = {}
+    asked = []
+    for dom in doms:
+        if not dom.isActive():
+            how[dom.name()] = "already off"
+            continue
+        try:
+            hv.call("shutting down", dom.name(), dom.shutdownFlags,
+                    libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT | libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN, mutate=True)
+            asked.append(dom)
+            progress(dom.name(), "shutdown", "asked")
+        except Exception:
+            asked.append(dom)   # not answering at all: the deadline below forces it off
+    deadline = time.monotonic() + grace
+    while asked and time.monotonic() < deadline:
+        for dom in list(asked):
+            if not dom.isActive():
+                how[dom.name()] = "shut down"
+                asked.remove(dom)
+        if asked:
+            time.sleep(0.5)
+    for dom in asked:
+        if dom.isActive():
+            hv.call("forcing off", dom.name(), dom.destroy, mutate=True)
+            progress(dom.name(), "shutdown", f"forced off after {grace:.0f}s")
+        how[dom.name()] = "forced off"
+    return how
+
+
+def down_host(hv: Hypervisor, cluster: Cluster, grace: float, progress: Progress) -> dict[str, str]:
+    found = owned(hv, cluster)
+    return stop_domains(hv, [d for d, _ in found.domains.values()], grace, progress)
+
+
+@dataclass
+class Removal:
+    removed: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+
+
+def _keep_volumes(cluster: Cluster) -> set[tuple[str, str]]:
+    return {(d.pool, names.disk_volume(cluster, vm, d)) for vm in cluster.vms for d in vm.disks if d.keep}
+
+
+def _our_volume_names(cluster: Cluster, host: str, found: Owned) -> set[tuple[str, str]]:
+    """(pool, volume) of everything this cluster's `up` creates on HOST, plus what its domains list."""
+    vols: set[tuple[str, str]] = set()
+    for vm in cluster.vms_on(host):
+        for d in vm.disks:
+            vols.add((d.pool, names.disk_volume(cluster, vm, d)))
+            if d.image is not None:
+                image = cluster.images[d.image]
+                vols |= {(d.pool, names.base_volume(cluster, image)), (d.pool, names.kernel_volume(cluster, image)),
+                         (d.pool, names.initrd_volume(cluster, image))}
+        vols.add((vm.boot_disk.pool, names.seed_volume(cluster, vm)))
+    for _, mark in found.domains.values():
+        for ref in mark.volumes:
+            pool, _, vol = ref.partition("/")
+            vols.add((pool, vol))
+    return vols
+
+
+def _base_prefixes(cluster: Cluster) -> tuple[str, ...]:
+    # older versions of our base images, left behind by an image update
+    return tuple(cluster.object_name(f"base-{i}-") for i in cluster.images)
+
+
+def destroy_host(hv: Hypervisor, cluster: Cluster, wipe_data: bool, progress: Progress) -> Removal:
+    out = Removal()
+    found = owned(hv, cluster)
+    for vm, (dom, _) in found.domains.items():
+        if dom.isActive():   # the guest is going away with its disks: no point in a clean shutdown
+            hv.call("forcing off", dom.name(), dom.destroy, mutate=True)
+        hv.call("undefining domain", dom.name(), dom.undefineFlags, UNDEFINE_FLAGS, mutate=True)
+        out.removed.append(f"domain {dom.name()}")
+        progress(vm, "destroy", "domain removed")
+    keep = set() if wipe_data else _keep_volumes(cluster)
+    wanted = _our_volume_names(cluster, hv.host, found)
+    pools = {name: hv.pool(names.pool(cluster, name)) for name in {p for p, _ in wanted}}
+    for pool_name, pool in pools.items():
+        if pool is None:
+            continue
+        if not pool.isActive():
+            hv.call("starting pool", pool.name(), pool.create, 0, mutate=True)
+        hv.call("refreshing pool", pool.name(), pool.refresh, 0)
+        ours_entirely = pool_name in found.pools
+        for volname in hv.call("listing volumes of", pool.name(), pool.listVolumes):
+            mine = (pool_name, volname) in wanted or (ours_entirely and volname.startswith(_base_prefixes(cluster)))
+            if not mine:
+                continue
+            if (pool_name, volname) in keep:
+                out.kept.append(f"volume {pool_name}/{volname} (holds data; --wipe-data removes it)")
+                continue
+            vol = hv.volume(pool, volname)
+            if vol is not None:
+                hv.call("deleting volume", volname, vol.delete, 0, mutate=True)
+                out.removed.append(f"volume {pool_name}/{volname}")
+    for net_name, (net, _) in found.networks.items():
+        if net.isActive():
+            hv.call("stopping network", net.name(), net.destroy, mutate=True)
+        hv.call("undefining network", net.name(), net.undefine, mutate=True)
+        out.removed.append(f"network {net.name()}")
+        progress(net_name, "destroy", "network removed")
+    for pool_name, pool in found.pools.items():
+        if not pool.isActive():
+            hv.call("starting pool", pool.name(), pool.create, 0, mutate=True)
+        hv.call("refreshing pool", pool.name(), pool.refresh, 0)
+        left = hv.call("listing volumes of", pool.name(), pool.listVolumes)
+        if left:
+            out.kept.append(f"pool {pool_name} (still holds {', '.join(sorted(left)[:5])})")
+            continue
+        hv.call("stopping pool", pool.name(), pool.destroy, mutate=True)
+        _delete_pool_dir(hv, pool)
+        hv.call("undefining pool", pool.name(), pool.undefine, mutate=True)
+        out.removed.append(f"pool {pool.name()}")
+        progress(pool_name, "destroy", "pool removed")
+    return out
+
+
+def _delete_pool_dir(hv: Hypervisor, pool: libvirt.virStoragePool) -> None:
+    try:
+        # the (now empty) target directory, or a netfs pool's mount point; refuses when anything is left
+        pool.delete(0)
+        hv.mutations += 1
+    except libvirt.libvirtError:
+        pass   # a directory with files of others in it stays; the pool itself still goes
