@@ -34,7 +34,7 @@ def domain_mark(dom: libvirt.virDomain) -> ownership.Mark | None:
 
 
 def network_mark(net: libvirt.virNetwork) -> ownership.Mark | None:
-    return ownership.read(net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE))
+    return ownership.read(net.XMLDesc(0))   # the mark is in the live XML too; INACTIVE is not offered everywhere
 
 
 def owned(hv: Hypervisor, cluster: Cluster) -> Owned:

@@ -63,7 +63,7 @@ def check_host(hv: Hypervisor, cluster: Cluster, host: str, domain_types: set[st
             problems.append(f"pool {libname!r} exists and was not created by vmbuild for cluster "
                             f"{cluster.name!r}; refusing to touch it")
             continue
-        path = etree.fromstring(existing.XMLDesc(libvirt.VIR_STORAGE_XML_INACTIVE)).findtext("target/path")
+        path = etree.fromstring(existing.XMLDesc(0)).findtext("target/path")
         if path != pool.path:
             problems.append(f"pool {libname!r} has target {path}, the file says {pool.path}; "
                             f"moving a pool is not done in place (destroy the cluster or keep the path)")

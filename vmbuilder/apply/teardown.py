@@ -8,12 +8,14 @@ from typing import Callable
 import libvirt
 
 from vmbuilder.apply.inventory import Owned, owned
+from vmbuilder.errors import HostError
 from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.model import Cluster
 from vmbuilder.render import names
 
 Progress = Callable[[str, str, str], None]
 
+UNDEFINE_BASIC = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
 UNDEFINE_FLAGS = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
                   | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
 
@@ -93,7 +95,7 @@ def destroy_host(hv: Hypervisor, cluster: Cluster, wipe_data: bool, progress: Pr
     for vm, (dom, _) in found.domains.items():
         if dom.isActive():   # the guest is going away with its disks: no point in a clean shutdown
             hv.call("forcing off", dom.name(), dom.destroy, mutate=True)
-        hv.call("undefining domain", dom.name(), dom.undefineFlags, UNDEFINE_FLAGS, mutate=True)
+        _undefine(hv, dom)
         out.removed.append(f"domain {dom.name()}")
         progress(vm, "destroy", "domain removed")
     keep = set() if wipe_data else _keep_volumes(cluster)
@@ -137,6 +139,18 @@ def destroy_host(hv: Hypervisor, cluster: Cluster, wipe_data: bool, progress: Pr
         out.removed.append(f"pool {pool.name()}")
         progress(pool_name, "destroy", "pool removed")
     return out
+
+
+def _undefine(hv: Hypervisor, dom: libvirt.virDomain) -> None:
+    try:
+        dom.undefineFlags(UNDEFINE_FLAGS)
+        hv.mutations += 1
+        hv.done.append(f"undefining domain {dom.name()}")
+    except libvirt.libvirtError as e:
+        if e.get_error_code() != libvirt.VIR_ERR_INVALID_ARG:
+            raise HostError(hv.host, "undefining domain", dom.name(), e.get_error_message() or str(e)) from e
+        # drivers without NVRAM or checkpoints reject those flags; nothing of that kind can exist there
+        hv.call("undefining domain", dom.name(), dom.undefineFlags, UNDEFINE_BASIC, mutate=True)
 
 
 def _delete_pool_dir(hv: Hypervisor, pool: libvirt.virStoragePool) -> None:

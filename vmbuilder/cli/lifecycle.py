@@ -68,9 +68,10 @@ def up(file: str, lab: bool, accel: str | None, no_wait: bool, timeout: float | 
     opts = UpOptions(accel=Accel(accel) if accel else None, wait=not no_wait, timeout=timeout,
                      continue_on_host_error=continue_on_host_error)
     with cluster_lock(cluster.name, "up"):
-        images = _resolve_images(cluster, progress)
+        # hosts first: an unreachable host should not cost an image build before it is reported
         targets = _targets(cluster, lab, start_lab=True)
         skip = refuse_on_problems(preflight(cluster, targets, opts.accel), continue_on_host_error)
+        images = _resolve_images(cluster, progress)
         for h in sorted(skip):
             progress.note(f"{h}: skipped (see the problems above)")
         reports = bring_up(cluster, {h: t for h, t in targets.items() if h not in skip}, images, opts, progress)

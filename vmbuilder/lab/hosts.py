@@ -62,9 +62,10 @@ def _prepare(lab: LabHost) -> None:
     etc = lab.folder / "etc/libvirt"
     if not (etc / "libvirtd.conf").exists():
         shutil.copytree("/etc/libvirt", etc, dirs_exist_ok=True, symlinks=True)
-        # the copied default network would start dnsmasq and NAT in every lab host
-        for autostart in (etc / "qemu/networks/autostart").glob("*.xml"):
-            autostart.unlink()
+        # a lab host starts empty: the copied default network is a NAT network (forbidden in the
+        # lab) and other definitions of this machine's libvirtd are not the lab's business
+        for definition in (etc / "qemu/networks").rglob("*.xml"):
+            definition.unlink()
     _run_qemu_as_root(etc / "qemu.conf")
     for sub in ("qemu", "images", "dnsmasq", "network", "boot"):
         (lab.folder / "var/lib/libvirt" / sub).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,186 @@
+"""Real bring-up: a lab libvirtd, two guests booted from the offline image under TCG (or KVM
+where it really works), our seeds proven from inside the guests through the guest agent."""
+import json
+import os
+import shutil
+import subprocess
+
+import libvirt
+import pytest
+from click.testing import CliRunner
+
+from vmbuilder.cli.main import cli
+from vmbuilder.lab import hosts
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("libvirtd"),
+                                 reason="needs root and libvirtd (.ci/setup installs it; CI runs as root)")]
+
+CLUSTER = """\
+name: e2eup
+accel: auto
+domain: e2e.internal
+hosts:
+  hv1: {uri: "qemu:///system", cpus: 2, memory: 8GiB}
+networks:
+  lan: {mode: isolated, cidr: 10.61.0.0/24}
+storage:
+  local: {type: dir, path: /var/lib/libvirt/images/vmbuild-e2eup}
+images:
+  debian12: {recipe: debian12}
+defaults:
+  memory: 768MiB
+  disks: [{name: root, pool: local, image: debian12, size: 4GiB}]
+vms:
+  - {name: alpha, host: hv1, nics: [{network: lan, ip: 10.61.0.21}]}
+  - {name: beta, host: hv1, nics: [{network: lan, ip: 10.61.0.22}]}
+"""
+
+FOREIGN_NET = "<network><name>{name}</name><bridge name='{bridge}'/></network>"
+
+
+def run(*args):
+    r = CliRunner().invoke(cli, list(args))
+    return r.exit_code, r.output
+
+
+def netns():
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
+class Lab:
+    def __init__(self, path, lab):
+        self.path, self.lab = str(path), lab
+        self.up_json = None
+
+    def conn(self):
+        return libvirt.open(self.lab.uri)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    state = tmp_path_factory.mktemp("state")
+    old = os.environ.get("VMBUILD_STATE")
+    os.environ["VMBUILD_STATE"] = str(state)
+    path = tmp_path_factory.mktemp("cluster") / "cluster.yaml"
+    path.write_text(CLUSTER)
+    lab = Lab(path, hosts.lab_host("e2eup", "hv1"))
+    try:
+        code, out = run("lab", "start", lab.path)
+        assert code == 0, out
+        yield lab
+    finally:
+        pids = [int(lab.lab.pidfile(d).read_text()) for d in ("libvirtd", "virtlogd") if lab.lab.pidfile(d).exists()]
+        pids += hosts._child_pids(lab.lab)
+        code, out = run("lab", "stop", lab.path)
+        if old is None:
+            os.environ.pop("VMBUILD_STATE", None)
+        else:
+            os.environ["VMBUILD_STATE"] = old
+        assert code == 0, out
+        assert lab.lab.netns not in netns()
+        for pid in pids:   # zombies are children of this process that nobody reaped yet: they are gone
+            assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def test_a_foreign_object_with_our_name_is_refused_and_nothing_is_created(lab):
+    conn = lab.conn()
+    try:
+        foreign = conn.networkDefineXML(FOREIGN_NET.format(name="lan", bridge="vbforeign0"))
+        before = foreign.XMLDesc(0)
+        code, out = run("up", lab.path, "--lab", "--no-wait")
+        assert code != 0
+        assert "lan" in out and "not created by vmbuild" in out and "nothing was created" in out, out
+        assert "Traceback" not in out
+        assert conn.listAllDomains() == [] and conn.listAllStoragePools() == []
+        assert conn.networkLookupByName("lan").XMLDesc(0) == before   # untouched
+        foreign.undefine()
+    finally:
+        conn.close()
+
+
+def test_up_boots_guests_that_ran_our_seed(lab):
+    code, out = run("up", lab.path, "--lab", "--json")
+    assert code == 0, out
+    lab.up_json = report = json.loads(out[out.index("{"):])
+    host = report["hosts"][0]
+    assert host["accel"] in ("kvm", "tcg") and host["accel_note"], host
+    if host["accel"] == "tcg":
+        assert "TCG" in host["accel_note"]   # the fallback is said out loud
+    assert set(host["vms"]) == {"alpha", "beta"}
+    assert all(v["ready"] and not v["errors"] for v in host["vms"].values()), host["vms"]
+
+    from vmbuilder.hypervisor.connection import Hypervisor
+    with Hypervisor("hv1", lab.lab.uri) as hv:
+        for vm, ip in (("alpha", "10.61.0.21"), ("beta", "10.61.0.22")):
+            dom = hv.domain(vm)
+            assert dom.XMLDesc(0).count("type='qemu'" if host["accel"] == "tcg" else "type='kvm'") >= 1
+            code, stdout, _ = hv.guest_exec(dom, ["/bin/hostname"])
+            assert code == 0 and stdout.strip() == vm                          # meta-data local-hostname
+            marker = hv.guest_file(dom, "/var/lib/vmbuild/provisioned")
+            assert marker is not None and marker.decode().strip() == f"e2eup/{vm}"   # our runcmd ran
+            iid = hv.guest_file(dom, "/var/lib/cloud/data/instance-id").decode().strip()
+            assert iid == host["vms"][vm]["instance_id"]                       # our seed, not another
+            ifaces = hv.agent(dom, {"execute": "guest-network-get-interfaces"})
+            addrs = {f"{a['ip-address']}/{a['prefix']}" for i in ifaces for a in i.get("ip-addresses", [])}
+            assert f"{ip}/24" in addrs, addrs                                 # network-config's static IP
+            hosts_file = hv.guest_file(dom, "/etc/hosts").decode()
+            assert "10.61.0.22 beta.e2e.internal beta" in hosts_file
+
+
+def test_second_up_changes_nothing(lab):
+    assert lab.up_json is not None, "needs the bring-up above"
+    code, out = run("up", lab.path, "--lab", "--json")
+    assert code == 0, out
+    host = json.loads(out[out.index("{"):])["hosts"][0]
+    assert host["mutations"] == 0, host
+    assert host["accel"] == lab.up_json["hosts"][0]["accel"]
+
+
+def test_status_json_tells_the_truth(lab):
+    code, out = run("status", lab.path, "--lab", "--json")
+    assert code == 0, out
+    rows = {r["vm"]: r for r in json.loads(out)["vms"]}
+    assert set(rows) == {"alpha", "beta"}
+    for vm, ip in (("alpha", "10.61.0.21/24"), ("beta", "10.61.0.22/24")):
+        r = rows[vm]
+        assert (r["state"], r["host"], r["cloud_init"], r["in_file"]) == ("running", "hv1", "done", True), r
+        assert r["ips"] == [ip]
+        assert r["accel"] == lab.up_json["hosts"][0]["accel"]
+
+
+def test_down_then_up_restarts_without_rebuilding(lab):
+    conn = lab.conn()
+    try:
+        uuids = {d.name(): d.UUIDString() for d in conn.listAllDomains()}
+        code, out = run("down", lab.path, "--lab", "--timeout", "120")
+        assert code == 0, out
+        assert all(not d.isActive() for d in conn.listAllDomains())
+        code, out = run("status", lab.path, "--lab", "--json")
+        assert {r["state"] for r in json.loads(out)["vms"]} == {"shut off"}
+        code, out = run("up", lab.path, "--lab", "--json")
+        assert code == 0, out
+        host = json.loads(out[out.index("{"):])["hosts"][0]
+        assert host["mutations"] == 2   # two starts, nothing defined or created again
+        assert {d.name(): d.UUIDString() for d in conn.listAllDomains()} == uuids
+    finally:
+        conn.close()
+
+
+def test_destroy_removes_only_what_is_ours(lab):
+    conn = lab.conn()
+    try:
+        keep = conn.networkDefineXML(FOREIGN_NET.format(name="not-ours", bridge="vbnotours0"))
+        code, out = run("destroy", lab.path, "--lab")      # no terminal, no --yes: refuses
+        assert code != 0 and "--yes" in out
+        assert len(conn.listAllDomains()) == 2
+        code, out = run("destroy", lab.path, "--lab", "--yes")
+        assert code == 0, out
+        assert conn.listAllDomains() == []
+        assert [n.name() for n in conn.listAllNetworks()] == ["not-ours"]
+        assert conn.listAllStoragePools() == []
+        images = lab.lab.folder / "var/lib/libvirt/images"
+        assert list(images.rglob("*")) == []          # no volume left behind, pool folder gone too
+        keep.undefine()
+    finally:
+        conn.close()

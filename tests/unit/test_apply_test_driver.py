@@ -1,0 +1,180 @@
+"""Apply-layer rules on libvirt's test driver: preflight, ownership, teardown, accel choice, lock.
+
+test:///default keeps its objects while any connection to it is open, so each test holds one
+(`conn`) and the code under test opens its own through Hypervisor, as it does for real hosts.
+"""
+import libvirt
+import pytest
+from click.testing import CliRunner
+
+from vmbuilder.apply import up as upmod
+from vmbuilder.apply.bringup import choose_accel, refuse_on_problems
+from vmbuilder.apply.inventory import owned
+from vmbuilder.apply.lock import cluster_lock
+from vmbuilder.apply.preflight import check_host
+from vmbuilder.apply.teardown import destroy_host
+from vmbuilder.cli.main import cli
+from vmbuilder.config import load_cluster
+from vmbuilder.errors import LockedError, OperationError
+from vmbuilder.hypervisor.connection import Hypervisor
+from vmbuilder.model import Accel
+from vmbuilder.render import desired_host, names
+from vmbuilder.render.network import network_xml
+from vmbuilder.render.storage import pool_xml
+from vmbuilder.render.xmltools import to_string
+
+URI = "test:///default"
+
+CLUSTER = """\
+name: tdrv
+accel: auto
+hosts:
+  hv1: {uri: "test:///default"}
+networks:
+  lan: {mode: isolated, cidr: 10.62.0.0/24}
+storage:
+  local: {type: dir, path: /var/lib/libvirt/images/tdrv}
+images:
+  debian12: {recipe: debian12}
+defaults:
+  memory: 256MiB
+  disks: [{name: root, pool: local, image: debian12, size: 2GiB}]
+vms:
+  - name: a1
+    host: hv1
+    nics: [{network: lan, ip: 10.62.0.11}]
+    disks:
+      - {name: root, pool: local, image: debian12, size: 2GiB}
+      - {name: data, pool: local, size: 1GiB, keep: true}
+  - {name: a2, host: hv1, nics: [{network: lan, ip: 10.62.0.12}]}
+"""
+
+
+@pytest.fixture
+def conn():
+    c = libvirt.open(URI)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def cluster(write):
+    return load_cluster(str(write(CLUSTER)))
+
+
+def _as_test_domain(xml) -> str:
+    # the test driver only knows domain type "test"; everything else is our real rendering
+    return to_string(xml).replace("type='qemu'", "type='test'", 1).replace('type="qemu"', 'type="test"', 1)
+
+
+def _build_like_up(cluster, conn) -> None:
+    """What `up` leaves on a host, made with the same rendering (uploads aside: the test driver has none)."""
+    with Hypervisor("hv1", URI) as hv:
+        pool = upmod._pool(hv, cluster, "local", pool_xml(cluster, cluster.pools["local"]))
+    want = desired_host(cluster, "hv1", Accel.TCG)
+    for d in want.vms:
+        for _, vol in d.volumes:
+            pool.createXML(to_string(vol), 0)
+        pool.createXML(to_string(d.seed_volume), 0)
+        conn.defineXML(_as_test_domain(d.domain))
+    for _, xml in want.networks:
+        conn.networkDefineXML(to_string(xml))
+
+
+def test_preflight_names_every_conflict_and_creates_nothing(conn, write):
+    # the test driver ships a network "default", a domain "test" and a pool "default-pool"
+    path = write(CLUSTER.replace("lan:", "default:").replace("network: lan", "network: default")
+                 .replace("name: a2", "name: test").replace("local:", "default-pool:").replace("pool: local", "pool: default-pool"))
+    cluster = load_cluster(str(path))
+    with Hypervisor("hv1", URI) as hv:
+        problems = check_host(hv, cluster, "hv1", {"qemu"})
+        assert hv.mutations == 0
+    text = "\n".join(problems)
+    assert "network 'default' exists and was not created by vmbuild" in text
+    assert "domain 'test' exists and was not created by vmbuild" in text
+    assert "pool 'default-pool' exists and was not created by vmbuild" in text
+    assert "not 'qemu'" in text
+    with pytest.raises(OperationError, match="nothing was created on any host"):
+        refuse_on_problems({"hv1": problems}, continue_on_host_error=False)
+    # with --continue-on-host-error the good hosts go on and the bad one is named
+    assert refuse_on_problems({"hv1": problems, "hv2": []}, continue_on_host_error=True) == {"hv1"}
+
+
+def test_pools_are_ours_only_by_the_uuid_vmbuild_derives(conn, cluster):
+    conn.storagePoolDefineXML("<pool type='dir'><name>local</name><target><path>/tmp/x</path></target></pool>", 0)
+    with Hypervisor("hv1", URI) as hv:
+        assert "local" not in owned(hv, cluster).pools        # same name, made by someone else
+        problems = check_host(hv, cluster, "hv1", {"test"})
+    assert any("pool 'local' exists and was not created by vmbuild" in p for p in problems)
+    conn.storagePoolLookupByName("local").undefine()
+    _build_like_up(cluster, conn)
+    with Hypervisor("hv1", URI) as hv:
+        found = owned(hv, cluster)
+        assert set(found.pools) == {"local"} and set(found.domains) == {"a1", "a2"} and set(found.networks) == {"lan"}
+        assert check_host(hv, cluster, "hv1", {"test"}) == []   # our own objects are no conflict
+
+
+def test_moved_pool_target_is_refused_up_front(conn, cluster, write):
+    _build_like_up(cluster, conn)
+    moved = load_cluster(str(write(CLUSTER.replace("/var/lib/libvirt/images/tdrv", "/srv/tdrv"), "moved.yaml")))
+    with Hypervisor("hv1", URI) as hv:
+        problems = check_host(hv, moved, "hv1", {"test"})
+    assert any("has target /var/lib/libvirt/images/tdrv, the file says /srv/tdrv" in p for p in problems)
+
+
+def test_destroy_removes_ours_keeps_data_and_foreign_objects(conn, cluster):
+    _build_like_up(cluster, conn)
+    conn.networkDefineXML("<network><name>theirs</name><bridge name='vbtheirs0'/></network>")
+    pool = conn.storagePoolLookupByName("local")
+    pool.createXML("<volume><name>someone-elses.img</name><capacity>1</capacity></volume>", 0)
+    conn.lookupByName("a1").create()
+    with Hypervisor("hv1", URI) as hv:
+        out = destroy_host(hv, cluster, wipe_data=False, progress=lambda *a: None)
+    assert {d.name() for d in conn.listAllDomains()} == {"test"}
+    assert {n.name() for n in conn.listAllNetworks()} == {"default", "theirs"}
+    assert sorted(pool.listVolumes()) == ["a1-data.qcow2", "someone-elses.img"]
+    assert any("a1-data.qcow2" in k and "--wipe-data" in k for k in out.kept)
+    assert any(k.startswith("pool local") for k in out.kept)        # not empty: the pool stays
+    with Hypervisor("hv1", URI) as hv:
+        out = destroy_host(hv, cluster, wipe_data=True, progress=lambda *a: None)
+    assert pool.listVolumes() == ["someone-elses.img"]           # data goes only when asked; theirs never
+    pool.storageVolLookupByName("someone-elses.img").delete(0)
+    with Hypervisor("hv1", URI) as hv:
+        out = destroy_host(hv, cluster, wipe_data=True, progress=lambda *a: None)
+    assert "pool local" in out.removed
+    assert "local" not in [p.name() for p in conn.listAllStoragePools()]
+
+
+def test_accel_choice_never_pretends_kvm(conn, cluster):
+    with Hypervisor("hv1", URI) as hv:
+        assert choose_accel(hv, cluster, "hv1", Accel.KVM)[0] is Accel.KVM          # the user said so
+        accel, why = choose_accel(hv, cluster, "hv1", None)
+        assert accel is Accel.TCG and "no kvm" in why                             # test driver: no kvm
+    _build_like_up(cluster, conn)
+    with Hypervisor("hv1", URI) as hv:
+        accel, why = choose_accel(hv, cluster, "hv1", None)
+        assert why == "kept from the existing domains"
+
+
+def test_second_run_on_a_busy_cluster_is_told_who_holds_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("VMBUILD_STATE", str(tmp_path))
+    with cluster_lock("c1", "up"):
+        with pytest.raises(LockedError, match=r"cluster 'c1' is busy: pid \d+ is running `vmbuild up`"):
+            with cluster_lock("c1", "destroy"):
+                pass
+        with cluster_lock("c2", "up"):   # other clusters are not held up
+            pass
+    with cluster_lock("c1", "destroy"):   # released when the holder ends
+        pass
+    assert oct((tmp_path / "locks").stat().st_mode & 0o777) == "0o700"
+
+
+def test_up_on_an_unreachable_host_is_one_line_and_creates_nothing(write, tmp_path, monkeypatch):
+    monkeypatch.setenv("VMBUILD_STATE", str(tmp_path))
+    monkeypatch.setenv("VMBUILD_CACHE", str(tmp_path / "cache"))   # an image build would show up here
+    path = write(CLUSTER.replace("test:///default", f"qemu+unix:///system?socket={tmp_path}/no-such.sock"))
+    r = CliRunner().invoke(cli, ["up", str(path)])
+    assert r.exit_code != 0
+    assert "Traceback" not in r.output and "hv1" in r.output and "no-such.sock" in r.output, r.output
+    assert "nothing was created on any host" in r.output
+    assert not (tmp_path / "cache").exists()
