@@ -28,8 +28,9 @@ storage:
   local: {type: dir, path: /var/lib/libvirt/images/vmbuild-e2eup}
 images:
   debian12: {recipe: debian12}
+roles:
+  base: {memory: 768MiB}
 defaults:
-  memory: 768MiB
   disks: [{name: root, pool: local, image: debian12, size: 4GiB}]
 vms:
   - {name: alpha, host: hv1, nics: [{network: lan, ip: 10.61.0.21}]}

@@ -11,6 +11,8 @@ from vmbuilder.apply import up as upmod
 from vmbuilder.apply.bringup import choose_accel, refuse_on_problems
 from vmbuilder.apply.inventory import owned
 from vmbuilder.apply.lock import cluster_lock
+from vmbuilder.apply.plan import plan_host
+from vmbuilder.apply.converge import converge_host
 from vmbuilder.apply.preflight import check_host
 from vmbuilder.apply.teardown import destroy_host
 from vmbuilder.cli.main import cli
@@ -36,8 +38,9 @@ storage:
   local: {type: dir, path: /var/lib/libvirt/images/tdrv}
 images:
   debian12: {recipe: debian12}
+roles:
+  base: {memory: 256MiB}
 defaults:
-  memory: 256MiB
   disks: [{name: root, pool: local, image: debian12, size: 2GiB}]
 vms:
   - name: a1
@@ -72,13 +75,29 @@ def _build_like_up(cluster, conn) -> None:
     with Hypervisor("hv1", URI) as hv:
         pool = upmod._pool(hv, cluster, "local", pool_xml(cluster, cluster.pools["local"]))
     want = desired_host(cluster, "hv1", Accel.TCG)
+    image = cluster.images["debian12"]
+    pool.createXML(f"<volume><name>{names.base_volume(cluster, image)}</name><capacity>1</capacity></volume>", 0)
     for d in want.vms:
         for _, vol in d.volumes:
             pool.createXML(to_string(vol), 0)
         pool.createXML(to_string(d.seed_volume), 0)
-        conn.defineXML(_as_test_domain(d.domain))
+        conn.defineXML(_as_test_domain(d.domain)).create()
     for _, xml in want.networks:
-        conn.networkDefineXML(to_string(xml))
+        conn.networkDefineXML(to_string(xml)).create()
+
+
+def _plan(cluster):
+    with Hypervisor("hv1", URI) as hv:
+        changes = plan_host(hv, cluster, _test_want(cluster))
+        assert hv.mutations == 0   # plan only reads
+    return [(c.action, c.kind, c.name) for c in changes], changes
+
+
+def _test_want(cluster):
+    want = desired_host(cluster, "hv1", Accel.TCG)
+    for d in want.vms:   # as _as_test_domain does for the define: the type is the driver's
+        d.domain.set("type", "test")
+    return want
 
 
 def test_preflight_names_every_conflict_and_creates_nothing(conn, write):
@@ -127,7 +146,6 @@ def test_destroy_removes_ours_keeps_data_and_foreign_objects(conn, cluster):
     conn.networkDefineXML("<network><name>theirs</name><bridge name='vbtheirs0'/></network>")
     pool = conn.storagePoolLookupByName("local")
     pool.createXML("<volume><name>someone-elses.img</name><capacity>1</capacity></volume>", 0)
-    conn.lookupByName("a1").create()
     with Hypervisor("hv1", URI) as hv:
         out = destroy_host(hv, cluster, wipe_data=False, progress=lambda *a: None)
     assert {d.name() for d in conn.listAllDomains()} == {"test"}
@@ -178,3 +196,38 @@ def test_up_on_an_unreachable_host_is_one_line_and_creates_nothing(write, tmp_pa
     assert "Traceback" not in r.output and "hv1" in r.output and "no-such.sock" in r.output, r.output
     assert "nothing was created on any host" in r.output
     assert not (tmp_path / "cache").exists()
+
+
+def test_plan_of_a_converged_host_is_empty_and_one_edit_is_one_change(conn, cluster, write):
+    _build_like_up(cluster, conn)
+    assert _plan(cluster)[0] == []
+    edited = load_cluster(str(write(CLUSTER.replace("- {name: a2, host: hv1,", "- {name: a2, host: hv1, memory: 512MiB,"),
+                                    "edited.yaml")))
+    actions, changes = _plan(edited)
+    assert actions == [("restart", "domain", "a2")]          # running: the new memory needs a restart
+    assert changes[0].detail == "memory 256 MiB -> 512 MiB"
+    uuid = conn.lookupByName("a2").UUIDString()
+    with Hypervisor("hv1", URI) as hv:
+        converge_host(hv, edited, _test_want(edited), changes, 0.0, lambda *a: None)
+    dom = conn.lookupByName("a2")
+    assert dom.UUIDString() == uuid and not dom.isActive()      # same domain, stopped for its restart
+    assert dom.maxMemory() == 512 * 1024
+    assert _plan(edited)[0] == [("start", "domain", "a2")]
+
+
+def test_plan_names_deletes_rebuilds_and_conflicts(conn, cluster, write):
+    _build_like_up(cluster, conn)
+    conn.networkDefineXML("<network><name>back</name><bridge name='vbback0'/></network>")
+    text = (CLUSTER.replace("  - {name: a2, host: hv1, nics: [{network: lan, ip: 10.62.0.12}]}\n", "")
+            .replace("nics: [{network: lan, ip: 10.62.0.11}]",
+                     "nics: [{network: lan, ip: 10.62.0.11}, {network: back, ip: 10.63.0.11}]\n    packages: [htop]")
+            .replace("storage:", "  back: {mode: isolated, cidr: 10.63.0.0/24}\nstorage:"))
+    changed = load_cluster(str(write(text, "changed.yaml")))
+    actions, changes = _plan(changed)
+    assert ("delete", "domain", "a2") in actions                    # gone from the file
+    assert ("rebuild", "domain", "a1") in actions                   # new packages: a new seed
+    assert ("conflict", "network", "back") in actions               # the name is someone else's
+    assert ("create", "volume", "local/a1-root.qcow2") in actions   # rebuilt: fresh root disk...
+    assert ("create", "volume", "local/a1-data.qcow2") not in actions   # ...but the data disk stays
+    assert [a for a, *_ in actions] == sorted((a for a, *_ in actions), key=lambda a: ["delete", "rebuild",
+                                              "restart", "change", "create", "start", "conflict"].index(a))

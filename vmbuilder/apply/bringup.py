@@ -12,6 +12,8 @@ import libvirt
 from vmbuilder.apply import accel as accelprobe
 from vmbuilder.apply.fleet import each_host
 from vmbuilder.apply.images import ImageFiles
+from vmbuilder.apply.converge import converge_host
+from vmbuilder.apply.plan import Change, plan_host
 from vmbuilder.apply.preflight import check_host
 from vmbuilder.apply.ready import TIMEOUTS, Readiness, wait_ready
 from vmbuilder.apply.up import prepare_storage, up_host
@@ -36,6 +38,8 @@ class HostReport:
     error: str = ""
     skipped: bool = False
     ready: dict[str, Readiness] = field(default_factory=dict)
+    changes: list[Change] = field(default_factory=list)   # the plan this run applied
+    kept: list[str] = field(default_factory=list)          # volumes left on purpose (data)
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,9 @@ class UpOptions:
     wait: bool = True
     timeout: float | None = None        # per guest; default from the accelerator
     continue_on_host_error: bool = False
+    after_networks: Callable[[str], None] | None = None   # called with the host once its networks run
+    before: Callable[[Hypervisor, str, Callable], None] | None = None   # e.g. rebuild removes VMs first
+    restart_grace: float = 90.0          # seconds a guest gets to shut down for a restart
 
 
 def _needed_types(cluster: Cluster, override: Accel | None) -> set[str]:
@@ -63,7 +70,9 @@ def preflight(cluster: Cluster, targets: dict[str, Target], override: Accel | No
     return out
 
 
-def choose_accel(hv: Hypervisor, cluster: Cluster, host: str, override: Accel | None) -> tuple[Accel, str]:
+def choose_accel(hv: Hypervisor, cluster: Cluster, host: str, override: Accel | None,
+                 probe: bool = True) -> tuple[Accel, str]:
+    """PROBE False (plan is read-only): an undecided auto is reported, not probed."""
     if override is not None:
         return override, "chosen on the command line"
     if cluster.accel is not Accel.AUTO:
@@ -75,6 +84,8 @@ def choose_accel(hv: Hypervisor, cluster: Cluster, host: str, override: Accel | 
             return (Accel.KVM if kind == "kvm" else Accel.TCG), "kept from the existing domains"
     if "kvm" not in hv.domain_types():
         return Accel.TCG, "libvirt offers no kvm on this host: using TCG (plain emulation, slower)"
+    if not probe:
+        return Accel.TCG, "auto: `up` probes KVM and falls back to TCG"
     kernel = _probe_kernel(cluster, host)
     if kernel is None:
         return Accel.TCG, "no kernel volume to probe KVM with: using TCG (set accel: kvm to force KVM)"
@@ -120,7 +131,13 @@ def bring_up(cluster: Cluster, targets: dict[str, Target], images: dict[str, Ima
                 report.accel = accel.value
                 say("accel", accel.value, report.accel_note)
                 want = desired_host(cluster, t.host, accel, secrets, facts)
-                up_host(hv, cluster, want, pools, say)
+                if opts.before is not None:
+                    opts.before(hv, t.host, say)
+                report.changes = plan_host(hv, cluster, want)
+                removal = converge_host(hv, cluster, want, report.changes, opts.restart_grace, say)
+                report.kept = removal.kept
+                hook = (lambda: opts.after_networks(t.host)) if opts.after_networks else None
+                up_host(hv, cluster, want, pools, say, hook)
                 if opts.wait and want.vms:
                     doms = {d.vm.name: (hv.domain(names.domain(cluster, d.vm)), d.seed.instance_id) for d in want.vms}
                     timeout = opts.timeout or TIMEOUTS[accel]

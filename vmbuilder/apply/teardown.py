@@ -8,6 +8,7 @@ from typing import Callable
 import libvirt
 
 from vmbuilder.apply.inventory import Owned, owned
+from vmbuilder.apply.shared import guard, is_shared
 from vmbuilder.errors import HostError
 from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.model import Cluster
@@ -66,22 +67,41 @@ def _keep_volumes(cluster: Cluster) -> set[tuple[str, str]]:
     return {(d.pool, names.disk_volume(cluster, vm, d)) for vm in cluster.vms for d in vm.disks if d.keep}
 
 
-def _our_volume_names(cluster: Cluster, host: str, found: Owned) -> set[tuple[str, str]]:
-    """(pool, volume) of everything this cluster's `up` creates on HOST, plus what its domains list."""
+def _vm_volume_names(cluster: Cluster, vm, pools: set[str] | None = None) -> set[tuple[str, str]]:
+    """(pool, volume) of everything `up` creates for VM, limited to POOLS when given."""
+    vols: set[tuple[str, str]] = set()
+    for d in vm.disks:
+        vols.add((d.pool, names.disk_volume(cluster, vm, d)))
+        if d.image is not None:
+            image = cluster.images[d.image]
+            vols |= {(d.pool, names.base_volume(cluster, image)), (d.pool, names.kernel_volume(cluster, image)),
+                     (d.pool, names.initrd_volume(cluster, image))}
+    vols.add((vm.boot_disk.pool, names.seed_volume(cluster, vm)))
+    return {v for v in vols if pools is None or v[0] in pools}
+
+
+def _our_volume_names(cluster: Cluster, host: str, found: Owned, cleared: set[str]) -> set[tuple[str, str]]:
+    """(pool, volume) of what this cluster's `up` creates on HOST, what its domains list, and, on
+    shared pools, the volumes of VMs of every host in CLEARED (hosts whose domains are gone)."""
     vols: set[tuple[str, str]] = set()
     for vm in cluster.vms_on(host):
-        for d in vm.disks:
-            vols.add((d.pool, names.disk_volume(cluster, vm, d)))
-            if d.image is not None:
-                image = cluster.images[d.image]
-                vols |= {(d.pool, names.base_volume(cluster, image)), (d.pool, names.kernel_volume(cluster, image)),
-                         (d.pool, names.initrd_volume(cluster, image))}
-        vols.add((vm.boot_disk.pool, names.seed_volume(cluster, vm)))
+        vols |= _vm_volume_names(cluster, vm)
+    shared_pools = {name for name, p in cluster.pools.items() if p.shared}
+    for vm in cluster.vms:
+        if vm.host in cleared:
+            vols |= _vm_volume_names(cluster, vm, shared_pools)
     for _, mark in found.domains.values():
         for ref in mark.volumes:
             pool, _, vol = ref.partition("/")
             vols.add((pool, vol))
-    return vols
+    # a shared base image stays while a VM of a host not yet cleared may still run on it
+    busy = _busy_shared_pools(cluster, cleared)
+    return {(p, v) for p, v in vols if not (p in busy and v.startswith(_base_prefixes(cluster)))}
+
+
+def _busy_shared_pools(cluster: Cluster, cleared: set[str]) -> set[str]:
+    return {d.pool for vm in cluster.vms if vm.host not in cleared for d in vm.disks
+            if cluster.pools[d.pool].shared}
 
 
 def _base_prefixes(cluster: Cluster) -> tuple[str, ...]:
@@ -89,36 +109,58 @@ def _base_prefixes(cluster: Cluster) -> tuple[str, ...]:
     return tuple(cluster.object_name(f"base-{i}-") for i in cluster.images)
 
 
-def destroy_host(hv: Hypervisor, cluster: Cluster, wipe_data: bool, progress: Progress) -> Removal:
-    out = Removal()
-    found = owned(hv, cluster)
-    for vm, (dom, _) in found.domains.items():
-        if dom.isActive():   # the guest is going away with its disks: no point in a clean shutdown
+def remove_domains(hv: Hypervisor, cluster: Cluster, progress: Progress, only: set[str] | None = None) -> list[str]:
+    """Force off and undefine this cluster's domains on the host (ONLY: just these VMs)."""
+    removed = []
+    for vm, (dom, _) in owned(hv, cluster).domains.items():
+        if only is not None and vm not in only:
+            continue
+        if dom.isActive():   # the guest is going away: no point in a clean shutdown
             hv.call("forcing off", dom.name(), dom.destroy, mutate=True)
         _undefine(hv, dom)
-        out.removed.append(f"domain {dom.name()}")
+        removed.append(f"domain {dom.name()}")
         progress(vm, "destroy", "domain removed")
-    keep = set() if wipe_data else _keep_volumes(cluster)
-    wanted = _our_volume_names(cluster, hv.host, found)
-    pools = {name: hv.pool(names.pool(cluster, name)) for name in {p for p, _ in wanted}}
-    for pool_name, pool in pools.items():
-        if pool is None:
-            continue
-        if not pool.isActive():
-            hv.call("starting pool", pool.name(), pool.create, 0, mutate=True)
-        hv.call("refreshing pool", pool.name(), pool.refresh, 0)
-        ours_entirely = pool_name in found.pools
+    return removed
+
+
+def delete_volumes(hv: Hypervisor, cluster: Cluster, pool_name: str, pool: libvirt.virStoragePool,
+                   wanted: set[str], keep: set[str], out: "Removal", extra=lambda name: False) -> None:
+    """Delete the WANTED volumes of one pool (and those EXTRA says are ours), except KEEP."""
+    with guard(hv, cluster, pool_name, pool):
+        if not is_shared(cluster, pool_name):
+            hv.call("refreshing pool", pool.name(), pool.refresh, 0)
         for volname in hv.call("listing volumes of", pool.name(), pool.listVolumes):
-            mine = (pool_name, volname) in wanted or (ours_entirely and volname.startswith(_base_prefixes(cluster)))
-            if not mine:
+            if volname not in wanted and not extra(volname):
                 continue
-            if (pool_name, volname) in keep:
+            if volname in keep:
                 out.kept.append(f"volume {pool_name}/{volname} (holds data; --wipe-data removes it)")
                 continue
             vol = hv.volume(pool, volname)
             if vol is not None:
                 hv.call("deleting volume", volname, vol.delete, 0, mutate=True)
                 out.removed.append(f"volume {pool_name}/{volname}")
+
+
+def destroy_host(hv: Hypervisor, cluster: Cluster, wipe_data: bool, progress: Progress,
+                 cleared: set[str] | None = None) -> Removal:
+    """Everything of the cluster on this host. CLEARED: hosts whose domains are already gone,
+    so their VMs' volumes on shared pools may go too (default: this host alone)."""
+    out = Removal()
+    out.removed += remove_domains(hv, cluster, progress)
+    found = owned(hv, cluster)
+    keep = set() if wipe_data else _keep_volumes(cluster)
+    cleared = cleared if cleared is not None else {hv.host}
+    wanted = _our_volume_names(cluster, hv.host, found, cleared)
+    pools = {name: hv.pool(names.pool(cluster, name)) for name in {p for p, _ in wanted}}
+    for pool_name, pool in pools.items():
+        if pool is None:
+            continue
+        if not pool.isActive():
+            hv.call("starting pool", pool.name(), pool.create, 0, mutate=True)
+        ours_entirely = pool_name in found.pools and pool_name not in _busy_shared_pools(cluster, cleared)
+        delete_volumes(hv, cluster, pool_name, pool, {v for p, v in wanted if p == pool_name},
+                       {v for p, v in keep if p == pool_name}, out,
+                       extra=lambda v: ours_entirely and v.startswith(_base_prefixes(cluster)))
     for net_name, (net, _) in found.networks.items():
         if net.isActive():
             hv.call("stopping network", net.name(), net.destroy, mutate=True)
@@ -128,8 +170,9 @@ def destroy_host(hv: Hypervisor, cluster: Cluster, wipe_data: bool, progress: Pr
     for pool_name, pool in found.pools.items():
         if not pool.isActive():
             hv.call("starting pool", pool.name(), pool.create, 0, mutate=True)
-        hv.call("refreshing pool", pool.name(), pool.refresh, 0)
-        left = hv.call("listing volumes of", pool.name(), pool.listVolumes)
+        with guard(hv, cluster, pool_name, pool):
+            hv.call("refreshing pool", pool.name(), pool.refresh, 0)
+            left = hv.call("listing volumes of", pool.name(), pool.listVolumes)
         if left:
             out.kept.append(f"pool {pool_name} (still holds {', '.join(sorted(left)[:5])})")
             continue

@@ -12,6 +12,7 @@ from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.model import Cluster
 from vmbuilder.render import DesiredHost, names, ownership
 from vmbuilder.apply.inventory import usable_pool
+from vmbuilder.apply.shared import guard
 from vmbuilder.render.storage import blob_volume_xml, pool_xml
 from vmbuilder.render.xmltools import to_string
 
@@ -61,30 +62,38 @@ def prepare_storage(hv: Hypervisor, cluster: Cluster, host: str, images: dict[st
         image = cluster.images[disk.image]
         files = images[image.name]
         pool = pools[disk.pool]
-        if hv.volume(pool, names.base_volume(cluster, image)) is None:
-            progress(vm.name, "image", f"{image.name} -> {disk.pool}")
-        _upload_file(hv, pool, names.base_volume(cluster, image), files.disk, f"image {image.name}")
-        if files.kernel is not None:
-            _upload_file(hv, pool, names.kernel_volume(cluster, image), files.kernel, f"kernel of {image.name}")
-            _upload_file(hv, pool, names.initrd_volume(cluster, image), files.initrd, f"initrd of {image.name}")
+        with guard(hv, cluster, disk.pool, pool):
+            if hv.volume(pool, names.base_volume(cluster, image)) is None:
+                progress(vm.name, "image", f"{image.name} -> {disk.pool}")
+            _upload_file(hv, pool, names.base_volume(cluster, image), files.disk, f"image {image.name}")
+            if files.kernel is not None:
+                _upload_file(hv, pool, names.kernel_volume(cluster, image), files.kernel, f"kernel of {image.name}")
+                _upload_file(hv, pool, names.initrd_volume(cluster, image), files.initrd, f"initrd of {image.name}")
     return pools
 
 
 def up_host(hv: Hypervisor, cluster: Cluster, want: DesiredHost, pools: dict[str, libvirt.virStoragePool],
-            progress: Progress) -> None:
+            progress: Progress, after_networks: Callable[[], None] | None = None) -> None:
     """Overlays, seeds, networks, domains, start: each created only when missing."""
     for d in want.vms:
         for pool_name, xml in d.volumes:
             volname = xml.findtext("name")
-            if hv.volume(pools[pool_name], volname) is None:
-                progress(d.vm.name, "disk", volname)
-                hv.call("creating overlay", volname, pools[pool_name].createXML, to_string(xml), 0, mutate=True)
+            with guard(hv, cluster, pool_name, pools[pool_name]):
+                if hv.volume(pools[pool_name], volname) is None:
+                    progress(d.vm.name, "disk", volname)
+                    hv.call("creating overlay", volname, pools[pool_name].createXML, to_string(xml), 0, mutate=True)
         seed_pool = pools[d.vm.boot_disk.pool]
         seedname = d.seed_volume.findtext("name")
-        if hv.volume(seed_pool, seedname) is None:
-            progress(d.vm.name, "seed", seedname)
-            vol = hv.call("creating seed", seedname, seed_pool.createXML, to_string(d.seed_volume), 0, mutate=True)
-            hv.upload_bytes(vol, d.seed_iso, f"seed of {d.vm.name}")
+        with guard(hv, cluster, d.vm.boot_disk.pool, seed_pool):
+            if hv.volume(seed_pool, seedname) is None:
+                progress(d.vm.name, "seed", seedname)
+                vol = hv.call("creating seed", seedname, seed_pool.createXML, to_string(d.seed_volume), 0, mutate=True)
+                try:
+                    hv.upload_bytes(vol, d.seed_iso, f"seed of {d.vm.name}")
+                except BaseException:
+                    # an empty seed would boot a guest with no configuration: never leave one
+                    hv.call("removing half-written seed", seedname, vol.delete, 0, mutate=True)
+                    raise
     for name, xml in want.networks:
         libname = names.network(cluster, name)
         net = hv.network(libname)
@@ -97,6 +106,8 @@ def up_host(hv: Hypervisor, cluster: Cluster, want: DesiredHost, pools: dict[str
                                 f"cluster {cluster.name!r}; refusing to touch it")
         if not net.isActive():
             hv.call("starting network", libname, net.create, mutate=True)
+    if after_networks is not None:
+        after_networks()   # e.g. the lab joins this host's bridges to the other hosts'
     for d in want.vms:
         libname = names.domain(cluster, d.vm)
         dom = hv.domain(libname)

@@ -37,6 +37,12 @@ def _targets(cluster: Cluster, lab: bool, start_lab: bool = False):
     return targets(cluster, lab=lab, start_lab=start_lab)
 
 
+def _lab_lan(cluster: Cluster):
+    from vmbuilder.lab import hosts as labhosts, lan
+
+    return lambda host: lan.join(cluster, host, labhosts.lab_host(cluster.name, host).netns)
+
+
 def _resolve_images(cluster: Cluster, progress) -> dict:
     from vmbuilder.apply.images import resolve
 
@@ -66,7 +72,7 @@ def up(file: str, lab: bool, accel: str | None, no_wait: bool, timeout: float | 
     cluster = load_for(file, lab)
     progress = Progress(quiet=as_json)
     opts = UpOptions(accel=Accel(accel) if accel else None, wait=not no_wait, timeout=timeout,
-                     continue_on_host_error=continue_on_host_error)
+                     continue_on_host_error=continue_on_host_error, after_networks=_lab_lan(cluster) if lab else None)
     with cluster_lock(cluster.name, "up"):
         # hosts first: an unreachable host should not cost an image build before it is reported
         targets = _targets(cluster, lab, start_lab=True)
@@ -75,17 +81,25 @@ def up(file: str, lab: bool, accel: str | None, no_wait: bool, timeout: float | 
         for h in sorted(skip):
             progress.note(f"{h}: skipped (see the problems above)")
         reports = bring_up(cluster, {h: t for h, t in targets.items() if h not in skip}, images, opts, progress)
+    print_up_result(cluster, reports, skip, as_json)
+
+
+def print_up_result(cluster: Cluster, reports: list, skip: set[str], as_json: bool) -> None:
+    """What up (or rebuild) did on each host; exits 1 unless every host and guest is fine."""
     ok = not skip and all(not r.error for r in reports) and all(
         rd.ready and not rd.errors and not rd.problem for r in reports for rd in r.ready.values())
     if as_json:
         click.echo(json.dumps({"cluster": cluster.name, "ok": ok, "skipped": sorted(skip), "hosts": [{
             "host": r.host, "uri": r.uri, "accel": r.accel, "accel_note": r.accel_note, "mutations": r.mutations,
-            "error": r.error, "vms": {vm: {"ready": rd.ready, "seconds": round(rd.seconds, 1), "errors": rd.errors,
-                                            "problem": rd.problem, "instance_id": rd.instance_id}
-                                      for vm, rd in r.ready.items()}} for r in reports]}, indent=2))
+            "error": r.error, "changes": [c.as_dict() for c in r.changes], "kept": r.kept,
+            "vms": {vm: {"ready": rd.ready, "seconds": round(rd.seconds, 1), "errors": rd.errors,
+                         "problem": rd.problem, "instance_id": rd.instance_id}
+                    for vm, rd in r.ready.items()}} for r in reports]}, indent=2))
     else:
         for r in reports:
             click.echo(f"{r.host}: {r.accel or '?'}, {r.mutations} changes" + (f" ({r.accel_note})" if r.accel_note else ""))
+            for k in r.kept:
+                click.echo(f"  kept: {k}")
             if r.error:
                 click.echo(f"  error: {r.error}")
                 if r.done:
@@ -174,7 +188,7 @@ def destroy(file: str, lab: bool, yes: bool, wipe_data: bool) -> None:
     """Remove FILE's cluster: only domains, volumes, networks and pools vmbuild created for it."""
     from vmbuilder.apply.fleet import each_host
     from vmbuilder.apply.lock import cluster_lock
-    from vmbuilder.apply.teardown import destroy_host
+    from vmbuilder.apply.teardown import destroy_host, remove_domains
     from vmbuilder.cli.progress import Progress
     from vmbuilder.hypervisor.connection import Hypervisor
 
@@ -186,12 +200,29 @@ def destroy(file: str, lab: bool, yes: bool, wipe_data: bool) -> None:
         click.confirm(f"Destroy cluster {cluster.name!r} on {', '.join(cluster.hosts)}, {what}?", abort=True)
     progress = Progress()
 
-    def work(t):
+    def say(t):
+        return lambda o, p, d="": progress(t.host, o, p, d)
+
+    def domains(t):
         with Hypervisor(t.host, t.uri) as hv:
-            return destroy_host(hv, cluster, wipe_data, lambda o, p, d="": progress(t.host, o, p, d))
+            return remove_domains(hv, cluster, say(t))
 
     with cluster_lock(cluster.name, "destroy"):
-        results = each_host(_targets(cluster, lab), work)
+        targets = _targets(cluster, lab)
+        # every host's guests first: a shared pool's volumes go only once no host runs on them
+        first = each_host(targets, domains)
+        cleared = {h for h, r in first.items() if not isinstance(r, Exception)}
+
+        def rest(t):
+            if t.host not in cleared:
+                raise first[t.host]
+            with Hypervisor(t.host, t.uri) as hv:
+                return destroy_host(hv, cluster, wipe_data, say(t), cleared)
+
+        results = each_host(targets, rest)
+        for h in cleared:
+            if not isinstance(results[h], Exception):
+                results[h].removed[:0] = first[h]
     _report_each(results, lambda r: f"removed {len(r.removed)} objects" +
                  (f"; kept: {'; '.join(r.kept)}" if r.kept else ""))
 

@@ -150,7 +150,10 @@ def lab_start(file: str, as_json: bool) -> None:
     from vmbuilder.lab import hosts as labhosts
 
     cluster = load_cluster(file)
-    started = [labhosts.start(labhosts.lab_host(cluster.name, h)) for h in cluster.hosts]
+    from vmbuilder.lab.adapt import shared_folders
+
+    shared = shared_folders(cluster, labhosts.lab_root(cluster.name))
+    started = [labhosts.start(labhosts.lab_host(cluster.name, h), shared=shared) for h in cluster.hosts]
     rows = [{"host": l.host, "uri": l.uri, "netns": l.netns} for l in started]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -165,15 +168,18 @@ def lab_stop(file: str) -> None:
     from vmbuilder.lab import hosts as labhosts
 
     cluster = load_cluster(file)
+    from vmbuilder.lab import lan
+
     for h in cluster.hosts:
         labhosts.stop(labhosts.lab_host(cluster.name, h))
         click.echo(f"{h}: stopped")
+    lan.remove_switch(cluster.name)
 
 
 def _register() -> None:
-    from vmbuilder.cli.lifecycle import COMMANDS
+    from vmbuilder.cli import converge, lifecycle
 
-    for command in COMMANDS:
+    for command in lifecycle.COMMANDS + converge.COMMANDS:
         cli.add_command(command)
 
 
@@ -182,3 +188,7 @@ _register()
 
 def main() -> None:
     cli(prog_name="vmbuild")
+
+
+if __name__ == "__main__":
+    main()

@@ -37,6 +37,8 @@ def targets(cluster: Cluster, lab: bool = False, start_lab: bool = False) -> dic
             if not start_lab:
                 raise OperationError(f"lab host {h} of cluster {cluster.name!r} is not running "
                                      f"(start it with: vmbuild lab start {cluster.source})")
-            labhosts.start(lh)
+            from vmbuilder.lab.adapt import shared_folders
+
+            labhosts.start(lh, shared=shared_folders(cluster, labhosts.lab_root(cluster.name)))
         out[h] = Target(h, lh.uri, lh.folder)
     return out

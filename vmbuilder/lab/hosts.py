@@ -46,8 +46,12 @@ class LabHost:
         return self.folder / f"{daemon}.pid"
 
 
+def lab_root(cluster: str) -> Path:
+    return paths.state_dir() / "labs" / cluster
+
+
 def lab_host(cluster: str, host: str) -> LabHost:
-    return LabHost(cluster, host, paths.state_dir() / "labs" / cluster / host)
+    return LabHost(cluster, host, lab_root(cluster) / host)
 
 
 def _sh(cmd: list[str], what: str) -> None:
@@ -112,7 +116,8 @@ def running(lab: LabHost) -> bool:
     return pid is not None and _alive(pid) and lab.socket.exists()
 
 
-def start(lab: LabHost, timeout: float = 30.0) -> LabHost:
+def start(lab: LabHost, timeout: float = 30.0, shared: dict[str, Path] | None = None) -> LabHost:
+    """SHARED: path inside the host -> folder of this machine, the same for every host (a NAS stand-in)."""
     if running(lab):
         return lab
     if os.geteuid() != 0:
@@ -124,6 +129,9 @@ def start(lab: LabHost, timeout: float = 30.0) -> LabHost:
     _sh(["ip", "-n", lab.netns, "link", "set", "lo", "up"], "bringing up loopback")
     # mount points may be missing where no system libvirtd ever ran
     mounts = " && ".join(f"mkdir -p /{rel} && mount --bind {lab.folder / rel} /{rel}" for rel in BINDS)
+    for inside, folder in sorted((shared or {}).items()):
+        folder.mkdir(parents=True, exist_ok=True)
+        mounts += f" && mkdir -p {inside} && mount --bind {folder} {inside}"
     script = (f"{mounts} && virtlogd -d -p {lab.pidfile('virtlogd')} && "
               f"libvirtd -d -p {lab.pidfile('libvirtd')}")
     try:

@@ -1,0 +1,125 @@
+"""plan and rebuild: what `up` would change, and recreating VMs from their profiles."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from vmbuilder.cli.lifecycle import (_lab_lan, _resolve_images, _targets, json_option, lab_option, load_for,
+                                     print_up_result)
+from vmbuilder.errors import InputError, Problem
+from vmbuilder.model import Accel, Cluster
+
+EXIT_NO_CHANGES, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+EXAMPLES_PLAN = """\b
+Exit code: 0 no changes, 2 changes pending, 1 errors or conflicts.
+Examples:
+  vmbuild plan cluster.yaml
+  vmbuild plan profiles/clusters/lab.yaml --lab --json
+"""
+
+
+@click.command(epilog=EXAMPLES_PLAN)
+@click.argument("file", type=click.Path(dir_okay=False))
+@lab_option
+@click.option("--accel", type=click.Choice([a.value for a in Accel]), default=None,
+              help="Plan as `up --accel` would.")
+@json_option
+def plan(file: str, lab: bool, accel: str | None, as_json: bool) -> None:
+    """Show what `up` would change on each host of FILE (read-only)."""
+    from vmbuilder.apply.bringup import choose_accel
+    from vmbuilder.apply.fleet import each_host
+    from vmbuilder.apply.plan import plan_host
+    from vmbuilder.hypervisor.connection import Hypervisor
+    from vmbuilder.render import desired_host
+    from vmbuilder.seed.templates import cluster_facts
+
+    cluster = load_for(file, lab)
+    override = Accel(accel) if accel else None
+    facts = cluster_facts(cluster)
+
+    def work(t):
+        with Hypervisor(t.host, t.uri) as hv:
+            chosen, _ = choose_accel(hv, cluster, t.host, override, probe=False)
+            return plan_host(hv, cluster, desired_host(cluster, t.host, chosen, None, facts))
+
+    results = each_host(_targets(cluster, lab), work)
+    changes, errors = [], []
+    for host, r in results.items():
+        if isinstance(r, Exception):
+            errors.append(f"{host}: {r}")
+        else:
+            changes += r
+    if as_json:
+        click.echo(json.dumps({"cluster": cluster.name, "changes": [c.as_dict() for c in changes],
+                               "errors": errors}, indent=2))
+    else:
+        for c in changes:
+            click.echo(f"{c.host:<8} {c.action:<9} {c.kind:<8} {c.name}" + (f"  ({c.detail})" if c.detail else ""))
+        for e in errors:
+            click.echo(f"error: {e}", err=True)
+        counts = {}
+        for c in changes:
+            counts[c.action] = counts.get(c.action, 0) + 1
+        click.echo("no changes" if not changes else
+                   "plan: " + ", ".join(f"{n} to {a}" for a, n in counts.items()))
+    if errors or any(c.action == "conflict" for c in changes):
+        sys.exit(EXIT_ERROR)
+    sys.exit(EXIT_CHANGES if changes else EXIT_NO_CHANGES)
+
+
+def select_vms(cluster: Cluster, vms: tuple[str, ...], roles: tuple[str, ...], everything: bool) -> set[str]:
+    if not (vms or roles or everything):
+        raise InputError(Problem(cluster.source, 0, "rebuild", "say what to rebuild: --vm NAME, --role ROLE or --all"))
+    known = {v.name for v in cluster.vms}
+    for name in vms:
+        if name not in known:
+            raise InputError(Problem(cluster.source, 0, "vms", f"no VM named {name!r} (VMs: {', '.join(sorted(known))})"))
+    roles_known = {v.role for v in cluster.vms}
+    for role in roles:
+        if role not in roles_known:
+            raise InputError(Problem(cluster.source, 0, "vms.role",
+                                     f"no VM has role {role!r} (roles: {', '.join(sorted(roles_known))})"))
+    return known if everything else set(vms) | {v.name for v in cluster.vms if v.role in roles}
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@lab_option
+@click.option("--vm", "vms", multiple=True, help="A VM to rebuild (repeatable).")
+@click.option("--role", "roles", multiple=True, help="Rebuild every VM of this role (repeatable).")
+@click.option("--all", "everything", is_flag=True, help="Rebuild every VM.")
+@click.option("--wipe-data", is_flag=True, help="Also recreate data disks (keep: true) empty.")
+@click.option("--no-wait", is_flag=True, help="Do not wait for cloud-init to finish in the guests.")
+@json_option
+def rebuild(file: str, lab: bool, vms: tuple[str, ...], roles: tuple[str, ...], everything: bool,
+            wipe_data: bool, no_wait: bool, as_json: bool) -> None:
+    """Recreate VMs from their profiles: fresh root disk and seed; data disks kept unless --wipe-data."""
+    from vmbuilder.apply.bringup import UpOptions, bring_up, preflight, refuse_on_problems
+    from vmbuilder.apply.converge import rebuild_volumes, remove_vm
+    from vmbuilder.apply.lock import cluster_lock
+    from vmbuilder.cli.progress import Progress
+
+    cluster = load_for(file, lab)
+    chosen = select_vms(cluster, vms, roles, everything)
+    progress = Progress(quiet=as_json)
+
+    def remove_first(hv, host, say):
+        for name in sorted(chosen):
+            if cluster.vm(name).host == host:
+                say(name, "rebuild", "removing domain, root disk and seed" + (" and data disks" if wipe_data else ""))
+                remove_vm(hv, cluster, name, rebuild_volumes(cluster, name, wipe_data), say)
+
+    with cluster_lock(cluster.name, "rebuild"):
+        targets = _targets(cluster, lab, start_lab=True)
+        refuse_on_problems(preflight(cluster, targets, None), False)
+        images = _resolve_images(cluster, progress)
+        hosts = {h: t for h, t in targets.items() if any(cluster.vm(n).host == h for n in chosen)}
+        opts = UpOptions(wait=not no_wait, before=remove_first, after_networks=_lab_lan(cluster) if lab else None)
+        reports = bring_up(cluster, hosts, images, opts, progress)
+    print_up_result(cluster, reports, set(), as_json)
+
+
+COMMANDS = (plan, rebuild)
