@@ -231,3 +231,12 @@ def test_plan_names_deletes_rebuilds_and_conflicts(conn, cluster, write):
     assert ("create", "volume", "local/a1-data.qcow2") not in actions   # ...but the data disk stays
     assert [a for a, *_ in actions] == sorted((a for a, *_ in actions), key=lambda a: ["delete", "rebuild",
                                               "restart", "change", "create", "start", "conflict"].index(a))
+
+
+def test_adding_a_vm_does_not_rebuild_the_others(conn, cluster, write):
+    _build_like_up(cluster, conn)
+    grown = load_cluster(str(write(CLUSTER + "  - {name: a3, host: hv1, nics: [{network: lan, ip: 10.62.0.13}]}\n",
+                                   "grown.yaml")))
+    actions, _ = _plan(grown)
+    assert ("create", "domain", "a3") in actions
+    assert not [a for a in actions if a[0] in ("rebuild", "restart", "change")], actions

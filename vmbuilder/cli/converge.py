@@ -122,4 +122,68 @@ def rebuild(file: str, lab: bool, vms: tuple[str, ...], roles: tuple[str, ...], 
     print_up_result(cluster, reports, set(), as_json)
 
 
-COMMANDS = (plan, rebuild)
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("name", default="baseline")
+@lab_option
+@click.option("--replace", is_flag=True, help="Take the baseline again when NAME exists.")
+@click.option("--list", "show", is_flag=True, help="List the baselines of each VM instead.")
+@click.option("--delete", is_flag=True, help="Delete baseline NAME from every VM.")
+def snapshot(file: str, name: str, lab: bool, replace: bool, show: bool, delete: bool) -> None:
+    """Save every VM of FILE on every host as baseline NAME (default: baseline)."""
+    from vmbuilder.apply import baseline
+
+    cluster = load_for(file, lab)
+    if show:
+        results = _each(cluster, lab, lambda hv: baseline.listing(hv, cluster), "snapshot")
+        for host, r in results.items():
+            for vm, names in r.items():
+                click.echo(f"{host}: {vm}: {', '.join(names) or '-'}")
+        return
+    how = (lambda hv, say: baseline.drop(hv, cluster, name, say)) if delete else \
+        (lambda hv, say: baseline.take(hv, cluster, name, replace, say))
+    results = _each(cluster, lab, how, "snapshot", progress=True)
+    for host, vms in results.items():
+        click.echo(f"{host}: baseline {name!r} {'deleted from' if delete else 'taken of'} {len(vms)} VMs")
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("name", default="baseline")
+@lab_option
+def reset(file: str, name: str, lab: bool) -> None:
+    """Return every VM of FILE on every host to baseline NAME (default: baseline)."""
+    from vmbuilder.apply import baseline
+
+    cluster = load_for(file, lab)
+    results = _each(cluster, lab, lambda hv, say: baseline.restore(hv, cluster, name, say), "reset", progress=True)
+    for host, vms in results.items():
+        click.echo(f"{host}: {len(vms)} VMs back at baseline {name!r}")
+
+
+def _each(cluster: Cluster, lab: bool, work, what: str, progress: bool = False) -> dict:
+    """WORK on every host at once under the cluster lock; any host failing fails the command."""
+    from vmbuilder.apply.fleet import each_host
+    from vmbuilder.apply.lock import cluster_lock
+    from vmbuilder.cli.progress import Progress
+    from vmbuilder.errors import OperationError
+    from vmbuilder.hypervisor.connection import Hypervisor
+
+    show = Progress()
+
+    def run(t):
+        with Hypervisor(t.host, t.uri) as hv:
+            if progress:
+                return work(hv, lambda o, p, d="": show(t.host, o, p, d))
+            return work(hv)
+
+    with cluster_lock(cluster.name, what):
+        results = each_host(_targets(cluster, lab), run)
+    failed = [f"{h}: {r}" for h, r in results.items() if isinstance(r, Exception)]
+    if failed:
+        raise OperationError("\n".join(failed))
+    return results
+
+
+COMMANDS = (plan, rebuild, snapshot, reset)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import threading
 
 from vmbuilder.errors import OperationError
 from vmbuilder.model import Cluster
@@ -42,8 +43,16 @@ def spanning(cluster: Cluster) -> list[str]:
             if net.spans_hosts and sum(1 for h in cluster.hosts if net in cluster.networks_on(h)) > 1]
 
 
+_switch_lock = threading.Lock()   # hosts' workers join in parallel; the switch is made once
+
+
 def join(cluster: Cluster, host: str, host_netns: str) -> list[str]:
     """Join HOST's libvirt bridges of the spanning networks to the switch. Idempotent."""
+    with _switch_lock:
+        return _join(cluster, host, host_netns)
+
+
+def _join(cluster: Cluster, host: str, host_netns: str) -> list[str]:
     joined = []
     nets = [n for n in spanning(cluster) if cluster.networks[n] in cluster.networks_on(host)]
     if not nets:

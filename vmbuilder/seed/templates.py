@@ -125,10 +125,12 @@ def _render_doc(env: jinja2.Environment, name: str, context: dict, vm: VM) -> di
 
 
 def user_data(cluster: Cluster, vm: VM, secrets: Mapping[str, Any], root: Path | None = None,
-              facts: ClusterFacts | None = None) -> str:
+              facts: ClusterFacts | None = None, hosts_block: bool = True) -> str:
     facts = facts or cluster_facts(cluster, root)
     env = facts.env
     ctx = _context(cluster, vm, secrets, facts)
+    if not hosts_block:
+        ctx["peers"] = []
     doc: dict = {}
     for name in ("common/user-data.yaml.j2", f"{vm.role}/user-data.yaml.j2"):
         _merge(doc, _render_doc(env, name, ctx, vm))
@@ -160,10 +162,15 @@ def network_config(cluster: Cluster, vm: VM) -> str:
 
 def seed_files(cluster: Cluster, vm: VM, secrets: Mapping[str, Any] | None = None,
                root: Path | None = None, facts: ClusterFacts | None = None) -> SeedFiles:
+    facts = facts or cluster_facts(cluster, root)
     ud = user_data(cluster, vm, secrets or {}, root, facts)
     nc = network_config(cluster, vm)
-    # a changed seed must look like a new instance to cloud-init, or it keeps the old config
-    digest = hashlib.sha256("\0".join((vm.name, ud, nc)).encode()).hexdigest()[:16]
+    # A changed seed must look like a new instance to cloud-init, or it keeps the old config;
+    # a new instance means a rebuild. The /etc/hosts block of every peer is left out of that
+    # identity: adding one VM to the cluster must not rebuild all the others.
+    no_block = len(facts.peers) > HOSTS_BLOCK_LIMIT   # then the seed has no hosts block to leave out
+    ident = ud if no_block else user_data(cluster, vm, secrets or {}, root, facts, hosts_block=False)
+    digest = hashlib.sha256("\0".join((vm.name, ident, nc)).encode()).hexdigest()[:16]
     instance_id = f"vmb-{digest}"
     md = yamlout.dump({"instance-id": instance_id, "local-hostname": vm.name})
     return SeedFiles(ud, md, nc, instance_id)
