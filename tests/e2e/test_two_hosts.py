@@ -122,15 +122,16 @@ def test_up_places_web_vms_apart_and_shares_the_nas(lab):
     files = sorted(p.name for p in shared.iterdir())
     assert [f for f in files if f.startswith("base-debian12-") and f.endswith(".qcow2")].__len__() == 1
     assert {"web1-root.qcow2", "web2-root.qcow2", "web1-seed.iso", "web2-seed.iso"} <= set(files)
-    uploads = [c for h in report["hosts"] for c in h["changes"] if c["kind"] == "volume" and "base-" in c["name"]
-               and c["name"].startswith("nas/") and c["name"].endswith(".qcow2")]
+    uploads = [d for h in report["hosts"] for d in h["done"] if d.startswith("uploading image debian12 into pool nas")]
     assert len(uploads) == 1, uploads                          # uploaded once, the other host refreshed
     for h, l in lab.hosts.items():
         conn = libvirt.open(l.uri)
         try:
             pool = conn.storagePoolLookupByName("nas")
             assert pool.XMLDesc(0).count("/var/lib/libvirt/nas/e2emh") == 1
-            assert {"web1-root.qcow2", "web2-root.qcow2"} <= set(pool.listVolumes())
+            web = "web1" if lab.where["web1"] == h else "web2"
+            vols = set(pool.listVolumes())
+            assert f"{web}-root.qcow2" in vols and any(v.startswith("base-debian12-") for v in vols), vols
         finally:
             conn.close()
 

@@ -65,7 +65,7 @@ def prepare_storage(hv: Hypervisor, cluster: Cluster, host: str, images: dict[st
         with guard(hv, cluster, disk.pool, pool):
             if hv.volume(pool, names.base_volume(cluster, image)) is None:
                 progress(vm.name, "image", f"{image.name} -> {disk.pool}")
-            _upload_file(hv, pool, names.base_volume(cluster, image), files.disk, f"image {image.name}")
+            _upload_file(hv, pool, names.base_volume(cluster, image), files.disk, f"image {image.name} into pool {disk.pool}")
             if files.kernel is not None:
                 _upload_file(hv, pool, names.kernel_volume(cluster, image), files.kernel, f"kernel of {image.name}")
                 _upload_file(hv, pool, names.initrd_volume(cluster, image), files.initrd, f"initrd of {image.name}")

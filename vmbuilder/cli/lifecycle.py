@@ -91,7 +91,7 @@ def print_up_result(cluster: Cluster, reports: list, skip: set[str], as_json: bo
     if as_json:
         click.echo(json.dumps({"cluster": cluster.name, "ok": ok, "skipped": sorted(skip), "hosts": [{
             "host": r.host, "uri": r.uri, "accel": r.accel, "accel_note": r.accel_note, "mutations": r.mutations,
-            "error": r.error, "changes": [c.as_dict() for c in r.changes], "kept": r.kept,
+            "error": r.error, "changes": [c.as_dict() for c in r.changes], "kept": r.kept, "done": r.done,
             "vms": {vm: {"ready": rd.ready, "seconds": round(rd.seconds, 1), "errors": rd.errors,
                          "problem": rd.problem, "instance_id": rd.instance_id}
                     for vm, rd in r.ready.items()}} for r in reports]}, indent=2))
