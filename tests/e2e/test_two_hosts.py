@@ -4,21 +4,15 @@ The file is shaped like the moodle cluster (bridge LAN, netfs NAS marked shared,
 the NAS placed by anti-affinity, db VMs with data disks), shrunk to four small base VMs.
 """
 import json
-import os
-import shutil
-import subprocess
 
 import libvirt
 import pytest
-from click.testing import CliRunner
 
-from vmbuilder.cli.main import cli
+from labkit import lab_of, needs_root_and_libvirtd, run
 from vmbuilder.hypervisor.connection import Hypervisor
-from vmbuilder.lab import hosts, lan
+from vmbuilder.lab import hosts
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("libvirtd"),
-                                 reason="needs root and libvirtd (.ci/setup installs it; CI runs as root)")]
+pytestmark = [pytest.mark.slow, needs_root_and_libvirtd]
 
 CLUSTER = """\
 name: e2emh
@@ -52,23 +46,13 @@ vms:
 """
 
 
-def run(*args):
-    r = CliRunner().invoke(cli, list(args))
-    return r.exit_code, r.output
-
-
 def as_json(out):
     return json.loads(out[out.index("{"):])
 
 
-def netns():
-    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-
-
 class Lab:
-    def __init__(self, path):
-        self.path = str(path)
-        self.hosts = {h: hosts.lab_host("e2emh", h) for h in ("hv1", "hv2")}
+    def __init__(self, path, labs):
+        self.path, self.hosts = path, labs
         self.where = {}   # VM -> host, read back after up
 
     def exec(self, vm, argv, timeout=60):
@@ -81,29 +65,8 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    state = tmp_path_factory.mktemp("state")
-    old = os.environ.get("VMBUILD_STATE")
-    os.environ["VMBUILD_STATE"] = str(state)
-    path = tmp_path_factory.mktemp("cluster") / "cluster.yaml"
-    path.write_text(CLUSTER)
-    lab = Lab(path)
-    try:
-        code, out = run("lab", "start", lab.path)
-        assert code == 0, out
-        yield lab
-    finally:
-        pids = [int(l.pidfile(d).read_text()) for l in lab.hosts.values() for d in ("libvirtd", "virtlogd")
-                if l.pidfile(d).exists()]
-        code, out = run("lab", "stop", lab.path)
-        if old is None:
-            os.environ.pop("VMBUILD_STATE", None)
-        else:
-            os.environ["VMBUILD_STATE"] = old
-        assert code == 0, out
-        left = netns()
-        assert all(l.netns not in left for l in lab.hosts.values()) and lan.switch_netns("e2emh") not in left
-        for pid in pids:
-            assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    with lab_of(tmp_path_factory, CLUSTER, "e2emh", ("hv1", "hv2")) as (path, labs):
+        yield Lab(path, labs)
 
 
 def test_up_places_web_vms_apart_and_shares_the_nas(lab):

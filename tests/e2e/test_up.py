@@ -2,19 +2,14 @@
 where it really works), our seeds proven from inside the guests through the guest agent."""
 import json
 import os
-import shutil
 import subprocess
 
 import libvirt
 import pytest
-from click.testing import CliRunner
 
-from vmbuilder.cli.main import cli
-from vmbuilder.lab import hosts
+from labkit import lab_of, needs_root_and_libvirtd, run
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("libvirtd"),
-                                 reason="needs root and libvirtd (.ci/setup installs it; CI runs as root)")]
+pytestmark = [pytest.mark.slow, needs_root_and_libvirtd]
 
 CLUSTER = """\
 name: e2eup
@@ -40,18 +35,9 @@ vms:
 FOREIGN_NET = "<network><name>{name}</name><bridge name='{bridge}'/></network>"
 
 
-def run(*args):
-    r = CliRunner().invoke(cli, list(args))
-    return r.exit_code, r.output
-
-
-def netns():
-    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-
-
 class Lab:
     def __init__(self, path, lab):
-        self.path, self.lab = str(path), lab
+        self.path, self.lab = path, lab
         self.up_json = None
 
     def conn(self):
@@ -60,28 +46,8 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    state = tmp_path_factory.mktemp("state")
-    old = os.environ.get("VMBUILD_STATE")
-    os.environ["VMBUILD_STATE"] = str(state)
-    path = tmp_path_factory.mktemp("cluster") / "cluster.yaml"
-    path.write_text(CLUSTER)
-    lab = Lab(path, hosts.lab_host("e2eup", "hv1"))
-    try:
-        code, out = run("lab", "start", lab.path)
-        assert code == 0, out
-        yield lab
-    finally:
-        pids = [int(lab.lab.pidfile(d).read_text()) for d in ("libvirtd", "virtlogd") if lab.lab.pidfile(d).exists()]
-        pids += hosts._child_pids(lab.lab)
-        code, out = run("lab", "stop", lab.path)
-        if old is None:
-            os.environ.pop("VMBUILD_STATE", None)
-        else:
-            os.environ["VMBUILD_STATE"] = old
-        assert code == 0, out
-        assert lab.lab.netns not in netns()
-        for pid in pids:   # zombies are children of this process that nobody reaped yet: they are gone
-            assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    with lab_of(tmp_path_factory, CLUSTER, "e2eup", ("hv1",)) as (path, labs):
+        yield Lab(path, labs["hv1"])
 
 
 def test_a_foreign_object_with_our_name_is_refused_and_nothing_is_created(lab):
@@ -98,6 +64,40 @@ def test_a_foreign_object_with_our_name_is_refused_and_nothing_is_created(lab):
         foreign.undefine()
     finally:
         conn.close()
+
+
+def test_an_up_killed_half_way_is_repaired_by_the_next(lab):
+    """Kill `up` (SIGKILL) once the base image upload started; whatever it left, and even a
+    truncated base image without its completion marker, the next `up` (below) must repair."""
+    import signal
+    import sys
+    import time
+
+    pool_dir = lab.lab.folder / "var/lib/libvirt/images/vmbuild-e2eup"
+    proc = subprocess.Popen([sys.executable, "-m", "vmbuilder.cli.main", "up", lab.path, "--lab", "--no-wait"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(pool_dir.glob("base-debian12-*.qcow2")):
+            time.sleep(0.05)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    bases = list(pool_dir.glob("base-debian12-*.qcow2"))
+    assert len(bases) == 1, "up never got to the upload"
+    # the worst case a kill can leave: a short base image and no marker
+    marker = bases[0].with_name(bases[0].name + ".complete")
+    marker.unlink(missing_ok=True)
+    os.truncate(bases[0], 1 << 20)
+    conn = lab.conn()
+    try:
+        conn.storagePoolLookupByName("local").refresh(0)
+    finally:
+        conn.close()
+    code, out = run("plan", lab.path, "--lab", "--json")
+    assert code == 2, out
+    planned = {(c["action"], c["name"]) for c in json.loads(out)["changes"]}
+    assert ("create", f"local/{bases[0].name}") in planned      # not trusted: uploaded again by the next up
 
 
 def test_up_boots_guests_that_ran_our_seed(lab):

@@ -76,7 +76,8 @@ def _build_like_up(cluster, conn) -> None:
         pool = upmod._pool(hv, cluster, "local", pool_xml(cluster, cluster.pools["local"]))
     want = desired_host(cluster, "hv1", Accel.TCG)
     image = cluster.images["debian12"]
-    pool.createXML(f"<volume><name>{names.base_volume(cluster, image)}</name><capacity>1</capacity></volume>", 0)
+    for vol in (names.base_volume(cluster, image), names.complete_marker(names.base_volume(cluster, image))):
+        pool.createXML(f"<volume><name>{vol}</name><capacity>1</capacity></volume>", 0)
     for d in want.vms:
         for _, vol in d.volumes:
             pool.createXML(to_string(vol), 0)
@@ -240,3 +241,24 @@ def test_adding_a_vm_does_not_rebuild_the_others(conn, cluster, write):
     actions, _ = _plan(grown)
     assert ("create", "domain", "a3") in actions
     assert not [a for a in actions if a[0] in ("rebuild", "restart", "change")], actions
+
+
+def test_an_upload_without_its_completion_marker_is_planned_again(conn, cluster):
+    _build_like_up(cluster, conn)
+    base = names.base_volume(cluster, cluster.images["debian12"])
+    conn.storagePoolLookupByName("local").storageVolLookupByName(names.complete_marker(base)).delete(0)
+    assert _plan(cluster)[0] == [("create", "volume", f"local/{base}")]   # a killed upload is not trusted
+
+
+def test_vms_on_the_clusters_own_nas_come_in_a_second_wave(write):
+    from vmbuilder.apply.waves import waves
+
+    text = (CLUSTER.replace("storage:\n", "storage:\n  nas: {type: netfs, server: 10.62.0.11, export: /srv/vm, "
+                                          "path: /var/lib/libvirt/nas/tdrv, shared: true, served_by: [a1]}\n")
+            + "  - {name: w1, host: hv1, disks: [{name: root, pool: nas}], nics: [{network: lan, ip: 10.62.0.21}]}\n")
+    cluster = load_cluster(str(write(text, "nas.yaml")))
+    first, second = waves(cluster)
+    assert {v.name for v in first.vms} == {"a1", "a2"}              # the file server comes first...
+    assert "nas" not in {p.name for p in first.pools_on("hv1")}     # ...and the NAS pool is not defined yet
+    assert {v.name for v in second.vms} == {"a1", "a2", "w1"}
+    assert waves(load_cluster(str(write(CLUSTER, "plain.yaml")))) == [load_cluster(str(write(CLUSTER, "plain.yaml")))]

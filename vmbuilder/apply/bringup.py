@@ -116,9 +116,27 @@ def _serial_reader(cluster: Cluster, target: Target) -> Callable[[str], str | No
     return read
 
 
+def merge_reports(earlier: list[HostReport], later: list[HostReport]) -> list[HostReport]:
+    """One report per host over several bring-up waves."""
+    by_host = {r.host: r for r in earlier}
+    for r in later:
+        e = by_host.get(r.host)
+        if e is None:
+            by_host[r.host] = r
+            continue
+        e.mutations += r.mutations
+        e.done += r.done
+        e.changes += r.changes
+        e.kept += r.kept
+        e.ready.update(r.ready)
+        e.accel, e.accel_note = r.accel or e.accel, r.accel_note or e.accel_note
+        e.error = e.error or r.error
+    return list(by_host.values())
+
+
 def bring_up(cluster: Cluster, targets: dict[str, Target], images: dict[str, ImageFiles], opts: UpOptions,
-             progress: HostProgress, secrets: dict | None = None) -> list[HostReport]:
-    facts = cluster_facts(cluster)
+             progress: HostProgress, secrets: dict | None = None, facts=None) -> list[HostReport]:
+    facts = facts or cluster_facts(cluster)
 
     def work(t: Target) -> HostReport:
         report = HostReport(t.host, t.uri)

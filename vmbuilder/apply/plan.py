@@ -81,7 +81,7 @@ def plan_host(hv: Hypervisor, cluster: Cluster, want: DesiredHost, found: Owned 
         if pool is not None:
             pools[name] = pool
 
-    existing_vols = {name: set(_volumes(hv, pool)) for name, pool in pools.items()}
+    existing_vols = {name: _complete(cluster, _volumes(hv, pool)) for name, pool in pools.items()}
     needed: dict[tuple[str, str], str] = {}
     for d in want.vms:
         image = cluster.images[d.vm.boot_disk.image]
@@ -149,6 +149,14 @@ def _is_data(cluster: Cluster, vm_name: str, volume: str) -> bool:
     except KeyError:
         return False
     return any(d.keep and names.disk_volume(cluster, vm, d) == volume for d in vm.disks)
+
+
+def _complete(cluster: Cluster, vols: list[str]) -> set[str]:
+    """Volumes, less uploads (base images, kernels, initrds) that never finished: no marker beside them."""
+    have = set(vols)
+    upload = cluster.object_name("base-")
+    return {v for v in have
+            if not v.startswith(upload) or v.endswith(".complete") or names.complete_marker(v) in have}
 
 
 def _volumes(hv: Hypervisor, pool: libvirt.virStoragePool) -> list[str]:

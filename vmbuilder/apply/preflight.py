@@ -31,25 +31,23 @@ def check_host(hv: Hypervisor, cluster: Cluster, host: str, domain_types: set[st
     offered = hv.domain_types()
     for t in sorted(domain_types - offered):
         problems.append(f"libvirt offers domain types {sorted(offered)}, not {t!r}")
+    def foreign(kind: str, libname: str, obj, read_mark) -> None:
+        if obj is None:
+            return
+        mark = read_mark(obj)
+        if mark is None or mark.cluster != cluster.name:
+            problems.append(f"{kind} {libname!r} exists and was not created by vmbuild for cluster "
+                            f"{cluster.name!r}; refusing to touch it (rename ours with prefix:, or remove it)")
+
     for net in cluster.networks_on(host):
         libname = cluster.object_name(net.name)
-        existing = hv.network(libname)
-        if existing is not None:
-            mark = network_mark(existing)
-            if mark is None or mark.cluster != cluster.name:
-                problems.append(f"network {libname!r} exists and was not created by vmbuild for cluster "
-                                f"{cluster.name!r}; rename ours (prefix:) or remove it")
+        foreign("network", libname, hv.network(libname), network_mark)
         if net.mode is NetMode.BRIDGE and hv.interface_missing(net.bridge):
             problems.append(f"network {net.name}: bridge {net.bridge!r} does not exist on the host; "
                             f"create it (bridged to the LAN) first")
     for vm in cluster.vms_on(host):
         libname = cluster.object_name(vm.name)
-        dom = hv.domain(libname)
-        if dom is not None:
-            mark = domain_mark(dom)
-            if mark is None or mark.cluster != cluster.name:
-                problems.append(f"domain {libname!r} exists and was not created by vmbuild for cluster "
-                                f"{cluster.name!r}; refusing to touch it")
+        foreign("domain", libname, hv.domain(libname), domain_mark)
     for pool in cluster.pools_on(host):
         libname = cluster.object_name(pool.name)
         existing = hv.pool(libname)

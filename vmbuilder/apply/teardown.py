@@ -74,8 +74,9 @@ def _vm_volume_names(cluster: Cluster, vm, pools: set[str] | None = None) -> set
         vols.add((d.pool, names.disk_volume(cluster, vm, d)))
         if d.image is not None:
             image = cluster.images[d.image]
-            vols |= {(d.pool, names.base_volume(cluster, image)), (d.pool, names.kernel_volume(cluster, image)),
-                     (d.pool, names.initrd_volume(cluster, image))}
+            for blob in (names.base_volume(cluster, image), names.kernel_volume(cluster, image),
+                         names.initrd_volume(cluster, image)):
+                vols |= {(d.pool, blob), (d.pool, names.complete_marker(blob))}
     vols.add((vm.boot_disk.pool, names.seed_volume(cluster, vm)))
     return {v for v in vols if pools is None or v[0] in pools}
 

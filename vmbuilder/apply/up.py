@@ -32,8 +32,12 @@ def _pool(hv: Hypervisor, cluster: Cluster, name: str, xml) -> libvirt.virStorag
 
 
 def _upload_file(hv: Hypervisor, pool, volname: str, path, what: str) -> None:
-    if hv.volume(pool, volname) is not None:
+    marker = names.complete_marker(volname)
+    old = hv.volume(pool, volname)
+    if old is not None and hv.volume(pool, marker) is not None:
         return
+    if old is not None:   # a run killed mid-upload left it: never build on a truncated base
+        hv.call("removing unfinished upload", volname, old.delete, 0, mutate=True)
     size = path.stat().st_size
     vol = hv.call("creating volume", volname, pool.createXML, to_string(blob_volume_xml(volname, size)), 0, mutate=True)
     try:
@@ -42,6 +46,7 @@ def _upload_file(hv: Hypervisor, pool, volname: str, path, what: str) -> None:
     except BaseException:
         hv.call("removing half-uploaded volume", volname, vol.delete, 0, mutate=True)
         raise
+    hv.call("marking upload complete", volname, pool.createXML, to_string(blob_volume_xml(marker, 0)), 0, mutate=True)
 
 
 def prepare_storage(hv: Hypervisor, cluster: Cluster, host: str, images: dict[str, ImageFiles],
@@ -85,7 +90,13 @@ def up_host(hv: Hypervisor, cluster: Cluster, want: DesiredHost, pools: dict[str
         seed_pool = pools[d.vm.boot_disk.pool]
         seedname = d.seed_volume.findtext("name")
         with guard(hv, cluster, d.vm.boot_disk.pool, seed_pool):
-            if hv.volume(seed_pool, seedname) is None:
+            seed = hv.volume(seed_pool, seedname)
+            if seed is not None and hv.domain(names.domain(cluster, d.vm)) is None:
+                # the domain is defined only after its seed is complete: without it, the seed
+                # may be a killed run's half-written one
+                hv.call("removing unconfirmed seed", seedname, seed.delete, 0, mutate=True)
+                seed = None
+            if seed is None:
                 progress(d.vm.name, "seed", seedname)
                 vol = hv.call("creating seed", seedname, seed_pool.createXML, to_string(d.seed_volume), 0, mutate=True)
                 try:

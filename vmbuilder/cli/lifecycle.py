@@ -80,8 +80,35 @@ def up(file: str, lab: bool, accel: str | None, no_wait: bool, timeout: float | 
         images = _resolve_images(cluster, progress)
         for h in sorted(skip):
             progress.note(f"{h}: skipped (see the problems above)")
-        reports = bring_up(cluster, {h: t for h, t in targets.items() if h not in skip}, images, opts, progress)
+        reports = bring_up_in_waves(cluster, {h: t for h, t in targets.items() if h not in skip}, images, opts,
+                                    progress)
     print_up_result(cluster, reports, skip, as_json)
+
+
+def bring_up_in_waves(cluster: Cluster, targets: dict, images: dict, opts, progress) -> list:
+    """File servers that serve the NAS first (ready and exporting), then everything."""
+    from dataclasses import replace
+
+    from vmbuilder.apply.bringup import bring_up, merge_reports
+    from vmbuilder.apply.waves import wait_exports, waves
+    from vmbuilder.seed.templates import cluster_facts
+
+    facts = cluster_facts(cluster)   # seeds always see the whole cluster, whatever the wave
+    plan = waves(cluster)
+    reports: list = []
+    for i, wave in enumerate(plan):
+        last = i == len(plan) - 1
+        if len(plan) > 1:
+            progress.note(f"wave {i + 1} of {len(plan)}: " + ("everything" if last else
+                          "VMs that do not need the cluster's own NAS, including its file servers"))
+        wave_opts = opts if last else replace(opts, wait=True)
+        hosts = {h: t for h, t in targets.items() if wave.vms_on(h)}
+        reports = merge_reports(reports, bring_up(wave, hosts, images, wave_opts, progress, facts=facts))
+        if not last:
+            if any(r.error or any(not rd.ready or rd.problem for rd in r.ready.values()) for r in reports):
+                break   # the NAS servers are not there: the rest would fail to mount it
+            wait_exports(cluster, {h: t.uri for h, t in targets.items()})
+    return reports
 
 
 def print_up_result(cluster: Cluster, reports: list, skip: set[str], as_json: bool) -> None:

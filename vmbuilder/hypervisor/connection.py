@@ -24,6 +24,9 @@ def _hint(err: libvirt.libvirtError) -> str:
     text = str(err)
     if code == libvirt.VIR_ERR_SYSTEM_ERROR and ("No such file" in text or "Connection refused" in text):
         return "is libvirtd running there, and is the socket path right?"
+    if "mount" in text and ("access denied" in text or "Permission denied" in text):
+        return ("the NFS server refused the mount: check the export's client list, and root_squash "
+                "(libvirt writes volumes as root: export with no_root_squash, or all_squash with the qemu user's uid)")
     if "Permission denied" in text:
         return "check ownership and mode of the path for the qemu user, and AppArmor"
     if "Host key verification failed" in text:

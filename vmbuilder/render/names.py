@@ -42,6 +42,11 @@ def initrd_volume(cluster: Cluster, image: Image) -> str:
     return f"{_base(cluster, image)}.initrd"
 
 
+def complete_marker(volume: str) -> str:
+    """An empty volume made after an upload finished: a volume without it is a broken upload."""
+    return f"{volume}.complete"
+
+
 def volume_path(cluster: Cluster, pool_name: str, volume: str) -> str:
     return f"{cluster.pools[pool_name].path}/{volume}"
 

@@ -1,0 +1,58 @@
+"""Lab hosts for the end-to-end tests: started for a module, always stopped by PID after it."""
+import os
+import shutil
+import subprocess
+from contextlib import contextmanager
+
+import pytest
+from click.testing import CliRunner
+
+from vmbuilder.cli.main import cli
+from vmbuilder.lab import hosts, lan
+
+needs_root_and_libvirtd = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("libvirtd"),
+    reason="needs root and libvirtd (.ci/setup installs it; CI runs as root)")
+
+
+def run(*args):
+    r = CliRunner().invoke(cli, list(args))
+    return r.exit_code, r.output
+
+
+def netns() -> str:
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
+def gone(pid: int) -> bool:
+    # a zombie is a child of this process nobody reaped yet: it runs nothing any more
+    return not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+@contextmanager
+def lab_of(tmp_path_factory, text: str, cluster: str, host_names: tuple[str, ...]):
+    """Write TEXT as a cluster file, start its lab hosts in a private state folder, yield
+    (path, {host: LabHost}); afterwards stop them and prove nothing is left running."""
+    state = tmp_path_factory.mktemp("state")
+    old = os.environ.get("VMBUILD_STATE")
+    os.environ["VMBUILD_STATE"] = str(state)
+    path = tmp_path_factory.mktemp("cluster") / "cluster.yaml"
+    path.write_text(text)
+    labs = {h: hosts.lab_host(cluster, h) for h in host_names}
+    try:
+        code, out = run("lab", "start", str(path))
+        assert code == 0, out
+        yield str(path), labs
+    finally:
+        pids = [int(l.pidfile(d).read_text()) for l in labs.values() for d in ("libvirtd", "virtlogd")
+                if l.pidfile(d).exists()]
+        pids += [p for l in labs.values() for p in hosts._child_pids(l)]
+        code, out = run("lab", "stop", str(path))
+        if old is None:
+            os.environ.pop("VMBUILD_STATE", None)
+        else:
+            os.environ["VMBUILD_STATE"] = old
+        assert code == 0, out
+        left = netns()
+        assert all(l.netns not in left for l in labs.values()) and lan.switch_netns(cluster) not in left
+        assert all(gone(pid) for pid in pids)
