@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmbuilder.errors import InputError, OperationError, Problem
+from vmbuilder.errors import InputError, Problem
 from vmbuilder.image.build import build
 from vmbuilder.image.recipe import load_recipe
 from vmbuilder.model import Cluster, Image
@@ -23,9 +23,11 @@ def resolve(cluster: Cluster, image: Image, progress=lambda s: None) -> ImageFil
         built = build(load_recipe(image.recipe), progress=progress)
         return ImageFiles(built.disk, built.kernel, built.initrd)
     if image.is_url:
-        raise OperationError(f"image {image.name}: downloading images is not supported yet; "
-                             f"download it and give its path instead")
-    disk = Path(image.source)
+        from vmbuilder.image.download import fetch
+
+        disk = fetch(image.source, image.sha256 or "", image.format, progress)
+    else:
+        disk = Path(image.source)
     for f in (disk, image.kernel, image.initrd):
         if f is not None and not os.path.isfile(f):
             raise InputError(Problem(cluster.source, 0, f"images.{image.name}", f"{f} does not exist"))

@@ -51,7 +51,7 @@ def plan(file: str, lab: bool, accel: str | None, as_json: bool) -> None:
         if isinstance(r, Exception):
             errors.append(f"{host}: {r}")
         else:
-            changes += r
+            changes += [_with_wave(cluster, c) for c in r]
     if as_json:
         click.echo(json.dumps({"cluster": cluster.name, "changes": [c.as_dict() for c in changes],
                                "errors": errors}, indent=2))
@@ -68,6 +68,24 @@ def plan(file: str, lab: bool, accel: str | None, as_json: bool) -> None:
     if errors or any(c.action == "conflict" for c in changes):
         sys.exit(EXIT_ERROR)
     sys.exit(EXIT_CHANGES if changes else EXIT_NO_CHANGES)
+
+
+def _with_wave(cluster: Cluster, change):
+    """Say which changes wait for the cluster's own NAS servers (up's second wave)."""
+    from dataclasses import replace
+
+    from vmbuilder.apply.waves import served_pools
+
+    served = served_pools(cluster)
+    pool = change.name.split("/")[0] if change.kind in ("pool", "volume") else None
+    vm_pools = {d.pool for d in cluster.vm(change.name).disks} if change.kind == "domain" and \
+        change.name in {v.name for v in cluster.vms} else set()
+    waits = [p for p in served if p == pool or p in vm_pools]
+    if not waits or change.action in ("delete", "conflict"):
+        return change
+    servers = sorted({s for p in waits for s in served[p]})
+    note = f"wave 2: after {', '.join(servers)} serve pool {', '.join(waits)}"
+    return replace(change, detail=f"{change.detail}; {note}" if change.detail else note)
 
 
 def select_vms(cluster: Cluster, vms: tuple[str, ...], roles: tuple[str, ...], everything: bool) -> set[str]:
