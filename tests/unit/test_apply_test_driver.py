@@ -262,3 +262,15 @@ def test_vms_on_the_clusters_own_nas_come_in_a_second_wave(write):
     assert "nas" not in {p.name for p in first.pools_on("hv1")}     # ...and the NAS pool is not defined yet
     assert {v.name for v in second.vms} == {"a1", "a2", "w1"}
     assert waves(load_cluster(str(write(CLUSTER, "plain.yaml")))) == [load_cluster(str(write(CLUSTER, "plain.yaml")))]
+
+
+def test_a_domain_edited_outside_vmbuild_is_a_conflict_not_overwritten(conn, cluster, write):
+    _build_like_up(cluster, conn)
+    xml = conn.lookupByName("a2").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    conn.defineXML(xml.replace("<vcpu placement='static'>1</vcpu>", "<vcpu placement='static'>2</vcpu>"))   # virsh edit
+    actions, changes = _plan(cluster)
+    assert actions == [("conflict", "domain", "a2")]
+    assert "changed outside vmbuild (vcpus 1 is now 2)" in changes[0].detail
+    edited = load_cluster(str(write(CLUSTER.replace("- {name: a2, host: hv1,", "- {name: a2, host: hv1, memory: 512MiB,"),
+                                    "edited.yaml")))
+    assert [a for a, *_ in _plan(edited)[0]] == ["conflict"]    # a file edit does not override it either

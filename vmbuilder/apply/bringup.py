@@ -17,7 +17,7 @@ from vmbuilder.apply.plan import Change, plan_host
 from vmbuilder.apply.preflight import check_host
 from vmbuilder.apply.ready import TIMEOUTS, Readiness, wait_ready
 from vmbuilder.apply.up import prepare_storage, up_host
-from vmbuilder.errors import OperationError, VmbuildError
+from vmbuilder.errors import ConflictError, OperationError, VmbuildError
 from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.hypervisor.targets import Target
 from vmbuilder.model import Accel, BootMode, Cluster
@@ -152,6 +152,9 @@ def bring_up(cluster: Cluster, targets: dict[str, Target], images: dict[str, Ima
                 if opts.before is not None:
                     opts.before(hv, t.host, say)
                 report.changes = plan_host(hv, cluster, want)
+                conflicts = [f"{c.kind} {c.name}: {c.detail}" for c in report.changes if c.action == "conflict"]
+                if conflicts:   # preflight catches foreign names; this is drift found by the plan
+                    raise ConflictError(f"{t.host}: " + "; ".join(conflicts))
                 removal = converge_host(hv, cluster, want, report.changes, opts.restart_grace, say)
                 report.kept = removal.kept
                 hook = (lambda: opts.after_networks(t.host)) if opts.after_networks else None

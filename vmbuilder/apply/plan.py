@@ -25,6 +25,7 @@ from vmbuilder.apply.shared import is_shared
 from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.model import Cluster
 from vmbuilder.render import DesiredHost, names, ownership
+from vmbuilder.render.domain import facts, shape
 
 ORDER = ("delete", "rebuild", "restart", "change", "create", "start", "conflict")
 
@@ -41,16 +42,8 @@ class Change:
         return asdict(self)
 
 
-def facts(xml: etree._Element) -> dict[str, str]:
-    """The parts of a domain a person reads a change by."""
-    out = {"type": xml.get("type", ""),
-           "memory": f"{int(xml.findtext('memory') or 0) // 1024} MiB",
-           "vcpus": xml.findtext("vcpu") or ""}
-    for i, iface in enumerate(xml.findall("devices/interface")):
-        out[f"nic{i}"] = f"{iface.find('source').get('network')} {iface.find('mac').get('address')}"
-    for disk in xml.findall("devices/disk"):
-        out[f"disk {disk.find('target').get('dev')}"] = disk.find("source").get("file", "")
-    return out
+def _drift(actual: etree._Element, desired: etree._Element) -> str:
+    return _diff(desired, actual).replace(" -> ", " is now ")
 
 
 def _diff(old: etree._Element, new: etree._Element) -> str:
@@ -108,10 +101,16 @@ def plan_host(hv: Hypervisor, cluster: Cluster, want: DesiredHost, found: Owned 
             rebuilds.add(d.vm.name)
             out.append(Change(h, "domain", d.vm.name, "rebuild", f"seed changed ({mark.seed} -> {new.seed}); "
                                                                  "fresh root disk and seed, data disks kept"))
+            continue
+            continue
+        old = etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        if mark.shape and shape(old) != mark.shape:
+            # someone changed it with virsh or virt-manager: a define of ours would drop that
+            out.append(Change(h, "domain", d.vm.name, "conflict", "changed outside vmbuild (" + _drift(old, d.domain)
+                              + "); undo it, or `vmbuild rebuild --vm " + d.vm.name + "` to take the file's"))
         elif mark.spec != new.spec:
-            old = etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
             out.append(Change(h, "domain", d.vm.name, "restart" if active else "change", _diff(old, d.domain)))
-        elif not active:
+        if not active and not any(c.name == d.vm.name and c.kind == "domain" and c.action == "conflict" for c in out):
             out.append(Change(h, "domain", d.vm.name, "start"))
 
     for (pool_name, vol), what in sorted(needed.items()):

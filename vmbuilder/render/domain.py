@@ -35,7 +35,7 @@ def domain_xml(cluster: Cluster, vm: VM, domain_type: str, seed_hash: str = "") 
     volumes = tuple(f"{d.pool}/{names.disk_volume(cluster, vm, d)}" for d in vm.disks)
     volumes += (f"{vm.boot_disk.pool}/{names.seed_volume(cluster, vm)}",)
     mark = ownership.Mark(cluster=cluster.name, kind="domain", name=vm.name, spec="", role=vm.role,
-                          host=vm.host, volumes=volumes, seed=seed_hash)
+                          host=vm.host, volumes=volumes, seed=seed_hash, shape=shape(root))
     return seal(root, mark, after="title")
 
 
@@ -83,3 +83,21 @@ def _devices(dev: etree._Element, cluster: Cluster, vm: VM) -> None:
     rng = sub(dev, "rng", model="virtio")
     # Guests under TCG otherwise stall at boot waiting for entropy.
     sub(rng, "backend", "/dev/urandom", model="random")
+
+
+def facts(xml: etree._Element) -> dict[str, str]:
+    """The parts of a domain a person reads a change by."""
+    out = {"type": xml.get("type", ""),
+           "memory": f"{int(xml.findtext('memory') or 0) // 1024} MiB",
+           "vcpus": xml.findtext("vcpu") or ""}
+    for i, iface in enumerate(xml.findall("devices/interface")):
+        out[f"nic{i}"] = f"{iface.find('source').get('network')} {iface.find('mac').get('address')}"
+    for disk in xml.findall("devices/disk"):
+        out[f"disk {disk.find('target').get('dev')}"] = disk.find("source").get("file", "")
+    return out
+
+
+def shape(xml: etree._Element) -> str:
+    """Hash of the facts: equal for our rendering and for what libvirt gives back of it."""
+    # the domain type is left out: kvm or tcg is vmbuild's own choice per host, not an edit
+    return identity.spec_hash({k: v for k, v in facts(xml).items() if k != "type"})

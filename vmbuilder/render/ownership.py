@@ -24,11 +24,12 @@ class Mark:
     host: str = ""
     volumes: tuple[str, ...] = field(default_factory=tuple)  # pool/volume pairs a domain owns
     seed: str = ""            # hash of the seed content (instance-id)
+    shape: str = ""           # hash of memory, vCPUs, NICs, disks as defined: tells edits made outside vmbuild
 
 
 def element(mark: Mark) -> etree._Element:
     root = etree.Element(f"{{{NS}}}owner", nsmap={PREFIX: NS})
-    for tag in ("cluster", "kind", "name", "role", "host", "spec", "seed"):
+    for tag in ("cluster", "kind", "name", "role", "host", "spec", "seed", "shape"):
         value = getattr(mark, tag)
         if value:
             etree.SubElement(root, f"{{{NS}}}{tag}").text = value
@@ -50,4 +51,5 @@ def read(xml: str | bytes | etree._Element) -> Mark | None:
 
     return Mark(cluster=text("cluster"), kind=text("kind"), name=text("name"), spec=text("spec"),
                 role=text("role"), host=text("host"),
-                volumes=tuple(v.text or "" for v in owner.findall(f"{{{NS}}}volume")), seed=text("seed"))
+                volumes=tuple(v.text or "" for v in owner.findall(f"{{{NS}}}volume")), seed=text("seed"),
+                shape=text("shape"))
