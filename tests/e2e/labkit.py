@@ -20,6 +20,20 @@ def run(*args):
     return r.exit_code, r.output
 
 
+def why(out: str) -> str:
+    """The lines that explain a failed `up --json` first, then everything."""
+    import json
+
+    try:
+        report = json.loads(out[out.index("{"):])
+    except ValueError:
+        return out
+    lines = [f"{h['host']}: {h['error']}" for h in report.get("hosts", []) if h.get("error")]
+    lines += [f"{h['host']}/{vm}: {v['problem'] or v['errors']}" for h in report.get("hosts", [])
+              for vm, v in h.get("vms", {}).items() if not v["ready"] or v["problem"] or v["errors"]]
+    return "\n".join(lines + ["", out[-4000:]])
+
+
 def netns() -> str:
     return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
 

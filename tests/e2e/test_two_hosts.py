@@ -8,7 +8,7 @@ import json
 import libvirt
 import pytest
 
-from labkit import lab_of, needs_root_and_libvirtd, run
+from labkit import lab_of, needs_root_and_libvirtd, run, why
 from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.lab import hosts
 
@@ -71,7 +71,7 @@ def lab(tmp_path_factory):
 
 def test_up_places_web_vms_apart_and_shares_the_nas(lab):
     code, out = run("up", lab.path, "--lab", "--json")
-    assert code == 0, out
+    assert code == 0, why(out)
     report = as_json(out)
     assert report["ok"], report
     code, out = run("status", lab.path, "--lab", "--json")
@@ -111,7 +111,7 @@ def test_no_change_plan_and_up_touch_nothing(lab):
     assert code == 0, out
     assert as_json(out)["changes"] == []
     code, out = run("up", lab.path, "--lab", "--json")
-    assert code == 0, out
+    assert code == 0, why(out)
     assert [h["mutations"] for h in as_json(out)["hosts"]] == [0, 0]
 
 

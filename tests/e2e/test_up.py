@@ -7,7 +7,7 @@ import subprocess
 import libvirt
 import pytest
 
-from labkit import lab_of, needs_root_and_libvirtd, run
+from labkit import lab_of, needs_root_and_libvirtd, run, why
 
 pytestmark = [pytest.mark.slow, needs_root_and_libvirtd]
 
@@ -102,7 +102,7 @@ def test_an_up_killed_half_way_is_repaired_by_the_next(lab):
 
 def test_up_boots_guests_that_ran_our_seed(lab):
     code, out = run("up", lab.path, "--lab", "--json")
-    assert code == 0, out
+    assert code == 0, why(out)
     lab.up_json = report = json.loads(out[out.index("{"):])
     host = report["hosts"][0]
     assert host["accel"] in ("kvm", "tcg") and host["accel_note"], host
@@ -132,7 +132,7 @@ def test_up_boots_guests_that_ran_our_seed(lab):
 def test_second_up_changes_nothing(lab):
     assert lab.up_json is not None, "needs the bring-up above"
     code, out = run("up", lab.path, "--lab", "--json")
-    assert code == 0, out
+    assert code == 0, why(out)
     host = json.loads(out[out.index("{"):])["hosts"][0]
     assert host["mutations"] == 0, host
     assert host["accel"] == lab.up_json["hosts"][0]["accel"]

@@ -40,8 +40,12 @@ def read_result(hv: Hypervisor, dom: libvirt.virDomain) -> tuple[dict | None, st
     raw = hv.guest_file(dom, "/run/cloud-init/result.json")
     if raw is None:
         return None, ""
+    try:
+        result = json.loads(raw.decode(errors="replace"))
+    except ValueError:
+        return None, ""   # read while cloud-init was still writing it: ask again on the next round
     iid = (hv.guest_file(dom, "/var/lib/cloud/data/instance-id") or b"").decode(errors="replace").strip()
-    return json.loads(raw.decode(errors="replace")), iid
+    return result, iid
 
 
 def wait_ready(hv: Hypervisor, domains: dict[str, tuple[libvirt.virDomain, str]], timeout: float,
