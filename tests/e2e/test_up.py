@@ -150,6 +150,16 @@ def test_status_json_tells_the_truth(lab):
         assert r["accel"] == lab.up_json["hosts"][0]["accel"]
 
 
+def test_logs_through_the_agent_and_the_serial_console(lab):
+    code, out = run("logs", lab.path, "alpha", "--lab", "-u", "cloud-final", "-n", "50")
+    assert code == 0, out
+    assert "cloud-init" in out.lower() and "finished" in out.lower(), out
+    code, out = run("logs", lab.path, "beta", "--lab", "--serial", "-n", "400")
+    assert code == 0 and "Cloud-init v." in out, out[-2000:]
+    code, out = run("logs", lab.path, "gamma", "--lab")
+    assert code != 0 and "no VM named 'gamma'" in out
+
+
 def test_down_then_up_restarts_without_rebuilding(lab):
     conn = lab.conn()
     try:

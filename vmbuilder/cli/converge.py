@@ -36,14 +36,17 @@ def plan(file: str, lab: bool, accel: str | None, as_json: bool) -> None:
     from vmbuilder.render import desired_host
     from vmbuilder.seed.templates import cluster_facts
 
+    from vmbuilder.secrets import load as load_secrets
+
     cluster = load_for(file, lab)
     override = Accel(accel) if accel else None
     facts = cluster_facts(cluster)
+    secrets = load_secrets(cluster.name)
 
     def work(t):
         with Hypervisor(t.host, t.uri) as hv:
             chosen, _ = choose_accel(hv, cluster, t.host, override, probe=False)
-            return plan_host(hv, cluster, desired_host(cluster, t.host, chosen, None, facts))
+            return plan_host(hv, cluster, desired_host(cluster, t.host, chosen, secrets, facts))
 
     results = each_host(_targets(cluster, lab), work)
     changes, errors = [], []
@@ -136,7 +139,9 @@ def rebuild(file: str, lab: bool, vms: tuple[str, ...], roles: tuple[str, ...], 
         images = _resolve_images(cluster, progress)
         hosts = {h: t for h, t in targets.items() if any(cluster.vm(n).host == h for n in chosen)}
         opts = UpOptions(wait=not no_wait, before=remove_first, after_networks=_lab_lan(cluster) if lab else None)
-        reports = bring_up(cluster, hosts, images, opts, progress)
+        from vmbuilder.secrets import load as load_secrets
+
+        reports = bring_up(cluster, hosts, images, opts, progress, secrets=load_secrets(cluster.name))
     print_up_result(cluster, reports, set(), as_json)
 
 

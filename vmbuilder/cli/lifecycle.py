@@ -93,7 +93,10 @@ def bring_up_in_waves(cluster: Cluster, targets: dict, images: dict, opts, progr
     from vmbuilder.apply.waves import wait_exports, waves
     from vmbuilder.seed.templates import cluster_facts
 
+    from vmbuilder.secrets import load as load_secrets
+
     facts = cluster_facts(cluster)   # seeds always see the whole cluster, whatever the wave
+    secrets = load_secrets(cluster.name)
     plan = waves(cluster)
     reports: list = []
     for i, wave in enumerate(plan):
@@ -103,7 +106,7 @@ def bring_up_in_waves(cluster: Cluster, targets: dict, images: dict, opts, progr
                           "VMs that do not need the cluster's own NAS, including its file servers"))
         wave_opts = opts if last else replace(opts, wait=True)
         hosts = {h: t for h, t in targets.items() if wave.vms_on(h)}
-        reports = merge_reports(reports, bring_up(wave, hosts, images, wave_opts, progress, facts=facts))
+        reports = merge_reports(reports, bring_up(wave, hosts, images, wave_opts, progress, secrets=secrets, facts=facts))
         if not last:
             if any(r.error or any(not rd.ready or rd.problem for rd in r.ready.values()) for r in reports):
                 break   # the NAS servers are not there: the rest would fail to mount it

@@ -177,9 +177,9 @@ def lab_stop(file: str) -> None:
 
 
 def _register() -> None:
-    from vmbuilder.cli import converge, lifecycle
+    from vmbuilder.cli import converge, inspect, lifecycle
 
-    for command in lifecycle.COMMANDS + converge.COMMANDS:
+    for command in lifecycle.COMMANDS + converge.COMMANDS + inspect.COMMANDS:
         cli.add_command(command)
 
 

@@ -1,0 +1,52 @@
+"""logs: a VM's journal (through the guest agent, any URI) or its serial log (hosts on this machine)."""
+from __future__ import annotations
+
+import click
+
+from vmbuilder.cli.lifecycle import _targets, lab_option, load_for
+from vmbuilder.errors import InputError, OperationError, Problem
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("vm")
+@lab_option
+@click.option("--lines", "-n", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--serial", is_flag=True, help="The serial console log instead of the journal (boot, kernel, cloud-init).")
+@click.option("--unit", "-u", default=None, help="Only this systemd unit's journal (e.g. cloud-final).")
+def logs(file: str, vm: str, lab: bool, lines: int, serial: bool, unit: str | None) -> None:
+    """Print VM's journal, read through the qemu guest agent, or its serial log."""
+    from vmbuilder.hypervisor.connection import Hypervisor
+    from vmbuilder.render import names
+
+    cluster = load_for(file, lab)
+    try:
+        spec = cluster.vm(vm)
+    except KeyError:
+        raise InputError(Problem(cluster.source, 0, "vms", f"no VM named {vm!r} "
+                                 f"(VMs: {', '.join(v.name for v in cluster.vms)})")) from None
+    target = _targets(cluster, lab)[spec.host]
+    if serial:
+        path = target.local_file(names.serial_log(cluster, spec))
+        if path is None:
+            raise OperationError(f"{vm}: the serial log is a file on {spec.host} "
+                                 f"({names.serial_log(cluster, spec)}); read it there, "
+                                 f"or use the journal (without --serial), which works over any URI")
+        try:
+            text = path.read_text(errors="replace")
+        except OSError as e:
+            raise OperationError(f"{vm}: cannot read {path}: {e.strerror}") from None
+        click.echo("\n".join(text.replace("\r", "").splitlines()[-lines:]))
+        return
+    argv = ["/usr/bin/journalctl", "--no-pager", "-o", "short-iso", "-n", str(lines)] + (["-u", unit] if unit else [])
+    with Hypervisor(spec.host, target.uri) as hv:
+        dom = hv.domain(names.domain(cluster, spec))
+        if dom is None or not dom.isActive():
+            raise OperationError(f"{vm} is not running on {spec.host}; try --serial for its last boot")
+        code, out, err = hv.guest_exec(dom, argv, timeout=60)
+    click.echo(out.rstrip("\n"))
+    if code != 0:
+        raise OperationError(f"{vm}: journalctl exited {code}: {err.strip()[:300]}")
+
+
+COMMANDS = (logs,)
