@@ -21,6 +21,7 @@ from vmbuilder.model import Accel
 
 # how long one guest may take from start to cloud-init done; TCG is 5-20x slower than KVM
 TIMEOUTS = {Accel.KVM: 300.0, Accel.TCG: 1200.0}
+AGENT_GRACE = 180.0   # seconds the agent may stay silent after cloud-init finished
 FINISHED_ON_SERIAL = re.compile(r"Cloud-init v\. \S+ finished at")
 
 
@@ -53,6 +54,7 @@ def wait_ready(hv: Hypervisor, domains: dict[str, tuple[libvirt.virDomain, str]]
                progress: Callable[[str, str, str], None] = lambda *a: None) -> dict[str, Readiness]:
     """domains: VM name -> (domain, expected instance-id). Polls all of them together."""
     started = time.monotonic()
+    finished_on_serial: dict[str, float] = {}
     results = {vm: Readiness(vm) for vm in domains}
     pending = dict(domains)
     while pending:
@@ -74,15 +76,17 @@ def wait_ready(hv: Hypervisor, domains: dict[str, tuple[libvirt.virDomain, str]]
                 if want_iid and iid and iid != want_iid:
                     r.ready = False
                     r.problem = f"cloud-init ran seed {iid}, not ours ({want_iid})"
-            elif serial is not None:
-                log = serial(vm) or ""
-                if FINISHED_ON_SERIAL.search(log) and time.monotonic() - started > 60:
-                    # cloud-init is done but the agent stays silent: report it, do not hang
+            elif serial is not None and FINISHED_ON_SERIAL.search(serial(vm) or ""):
+                # cloud-init is done but the agent has not answered yet: on a loaded TCG host it
+                # can lag by a minute or more, so only a long silence is reported (and no hang)
+                seen = finished_on_serial.setdefault(vm, time.monotonic())
+                if time.monotonic() - seen > AGENT_GRACE:
                     r.ready, r.via = True, "serial"
-                    r.problem = "cloud-init finished (serial log) but the guest agent does not answer"
+                    r.problem = (f"cloud-init finished (serial log) but the guest agent did not answer "
+                                 f"within {AGENT_GRACE:.0f}s after that")
             if r.ready or r.problem:
                 r.seconds = time.monotonic() - started
-                progress(vm, "ready" if r.ready and not r.errors else "not ready",
+                progress(vm, "ready" if r.ready and not r.errors and not r.problem else "not ready",
                          f"{r.seconds:.0f}s" + (f", {len(r.errors)} cloud-init errors" if r.errors else ""))
                 del pending[vm]
         if pending and time.monotonic() - started > timeout:

@@ -126,7 +126,7 @@ class Hypervisor:
     def upload_bytes(self, vol: libvirt.virStorageVol, data: bytes, what: str) -> None:
         self.upload(vol, io.BytesIO(data), len(data), what)
 
-    def agent(self, dom: libvirt.virDomain, command: dict, timeout: int = 5) -> Any:
+    def agent(self, dom: libvirt.virDomain, command: dict, timeout: int = 10) -> Any:
         """One qemu-guest-agent command; raises HostError if the agent does not answer."""
         reply = self.call("asking the guest agent of", dom.name(), libvirt_qemu.qemuAgentCommand,
                           dom, json.dumps(command), timeout, 0)
