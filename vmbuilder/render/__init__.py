@@ -43,7 +43,7 @@ def domain_type(accel: Accel) -> str:
 
 def desired_vm(cluster: Cluster, vm: VM, accel: Accel, secrets: Mapping | None = None,
                facts: ClusterFacts | None = None) -> DesiredVM:
-    seed = seed_files(cluster, vm, secrets or {}, facts=facts)
+    seed = seed_files(cluster, vm, secrets, facts=facts)
     iso = build_iso(seed.files())
     return DesiredVM(
         vm=vm,

@@ -17,6 +17,7 @@ import jinja2
 import yaml
 
 from vmbuilder import paths
+from vmbuilder.secrets import PLACEHOLDERS
 from vmbuilder.errors import InputError, Problem
 from vmbuilder.model import VM, Cluster, NetMode
 from vmbuilder.seed import yamlout
@@ -163,13 +164,13 @@ def network_config(cluster: Cluster, vm: VM) -> str:
 def seed_files(cluster: Cluster, vm: VM, secrets: Mapping[str, Any] | None = None,
                root: Path | None = None, facts: ClusterFacts | None = None) -> SeedFiles:
     facts = facts or cluster_facts(cluster, root)
-    ud = user_data(cluster, vm, secrets or {}, root, facts)
+    ud = user_data(cluster, vm, secrets if secrets is not None else PLACEHOLDERS, root, facts)
     nc = network_config(cluster, vm)
     # A changed seed must look like a new instance to cloud-init, or it keeps the old config;
     # a new instance means a rebuild. The /etc/hosts block of every peer is left out of that
     # identity: adding one VM to the cluster must not rebuild all the others.
     no_block = len(facts.peers) > HOSTS_BLOCK_LIMIT   # then the seed has no hosts block to leave out
-    ident = ud if no_block else user_data(cluster, vm, secrets or {}, root, facts, hosts_block=False)
+    ident = ud if no_block else user_data(cluster, vm, secrets if secrets is not None else PLACEHOLDERS, root, facts, hosts_block=False)
     digest = hashlib.sha256("\0".join((vm.name, ident, nc)).encode()).hexdigest()[:16]
     instance_id = f"vmb-{digest}"
     md = yamlout.dump({"instance-id": instance_id, "local-hostname": vm.name})
