@@ -27,8 +27,8 @@ def rebuild_volumes(cluster: Cluster, vm_name: str, wipe_data: bool) -> dict[str
 
 
 def remove_vm(hv: Hypervisor, cluster: Cluster, vm_name: str, volumes: dict[str, set[str]],
-              progress: Progress) -> Removal:
-    out = Removal(removed=remove_domains(hv, cluster, progress, only={vm_name}))
+              progress: Progress, grace: float = 0.0) -> Removal:
+    out = Removal(removed=remove_domains(hv, cluster, progress, only={vm_name}, grace=grace))
     for pool_name, vols in volumes.items():
         pool = hv.pool(names.pool(cluster, pool_name))
         if pool is not None and pool.isActive():
@@ -51,7 +51,7 @@ def converge_host(hv: Hypervisor, cluster: Cluster, want: DesiredHost, changes: 
             vols: dict[str, set[str]] = {}
             for pool, _, vol in (refs[:1] + refs[-1:]) if refs else []:
                 vols.setdefault(pool, set()).add(vol)
-            r = remove_vm(hv, cluster, c.name, vols, progress)
+            r = remove_vm(hv, cluster, c.name, vols, progress, grace)
             out.removed += r.removed
             out.kept += [f"volume {p}/{v} of removed VM {c.name} (may hold data)" for p, _, v in refs[1:-1]]
         elif c.kind == "network" and c.action == "delete":
@@ -62,7 +62,8 @@ def converge_host(hv: Hypervisor, cluster: Cluster, want: DesiredHost, changes: 
             out.removed.append(f"network {net.name()}")
         elif c.kind == "domain" and c.action == "rebuild":
             progress(c.name, "rebuild", c.detail)
-            out.removed += remove_vm(hv, cluster, c.name, rebuild_volumes(cluster, c.name, False), progress).removed
+            out.removed += remove_vm(hv, cluster, c.name, rebuild_volumes(cluster, c.name, False), progress,
+                                     grace).removed
         elif c.kind == "domain" and c.action in ("change", "restart"):
             progress(c.name, c.action, c.detail)
             libname = names.domain(cluster, desired[c.name].vm)

@@ -110,13 +110,16 @@ def _base_prefixes(cluster: Cluster) -> tuple[str, ...]:
     return tuple(cluster.object_name(f"base-{i}-") for i in cluster.images)
 
 
-def remove_domains(hv: Hypervisor, cluster: Cluster, progress: Progress, only: set[str] | None = None) -> list[str]:
-    """Force off and undefine this cluster's domains on the host (ONLY: just these VMs)."""
+def remove_domains(hv: Hypervisor, cluster: Cluster, progress: Progress, only: set[str] | None = None,
+                   grace: float = 0.0) -> list[str]:
+    """Undefine this cluster's domains on the host (ONLY: just these VMs). GRACE > 0 asks the
+    guests to shut down first: their data disks stay, and a database must not crash onto them."""
     removed = []
-    for vm, (dom, _) in owned(hv, cluster).domains.items():
-        if only is not None and vm not in only:
-            continue
-        if dom.isActive():   # the guest is going away: no point in a clean shutdown
+    found = {vm: dom for vm, (dom, _) in owned(hv, cluster).domains.items() if only is None or vm in only}
+    if grace > 0:
+        stop_domains(hv, [d for d in found.values() if d.isActive()], grace, progress)
+    for vm, dom in found.items():
+        if dom.isActive():   # destroy: the guest and its disks are going away, no clean shutdown needed
             hv.call("forcing off", dom.name(), dom.destroy, mutate=True)
         _undefine(hv, dom)
         removed.append(f"domain {dom.name()}")

@@ -131,7 +131,8 @@ def rebuild(file: str, lab: bool, vms: tuple[str, ...], roles: tuple[str, ...], 
         for name in sorted(chosen):
             if cluster.vm(name).host == host:
                 say(name, "rebuild", "removing domain, root disk and seed" + (" and data disks" if wipe_data else ""))
-                remove_vm(hv, cluster, name, rebuild_volumes(cluster, name, wipe_data), say)
+                # a clean shutdown first: kept data disks must not see a crash
+                remove_vm(hv, cluster, name, rebuild_volumes(cluster, name, wipe_data), say, grace=120.0)
 
     with cluster_lock(cluster.name, "rebuild"):
         targets = _targets(cluster, lab, start_lab=True)

@@ -49,4 +49,31 @@ def logs(file: str, vm: str, lab: bool, lines: int, serial: bool, unit: str | No
         raise OperationError(f"{vm}: journalctl exited {code}: {err.strip()[:300]}")
 
 
-COMMANDS = (logs,)
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@lab_option
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def verify(file: str, lab: bool, as_json: bool) -> None:
+    """Check each role end to end from inside the guests (through the guest agent): one line per check."""
+    import json
+    import sys
+
+    from vmbuilder.verify.checks import run_all
+    from vmbuilder.verify.guests import Guests
+
+    cluster = load_for(file, lab)
+    targets = _targets(cluster, lab)
+    with Guests(cluster, {h: t.uri for h, t in targets.items()}) as g:
+        checks = run_all(cluster, g)
+    if as_json:
+        click.echo(json.dumps({"cluster": cluster.name, "ok": all(c.ok for c in checks),
+                               "checks": [c.as_dict() for c in checks]}, indent=2))
+    else:
+        for c in checks:
+            click.echo(f"{'pass' if c.ok else 'FAIL'}  {c.name}: {c.detail}")
+    if not all(c.ok for c in checks):
+        sys.exit(1)
+
+
+COMMANDS = (logs, verify)

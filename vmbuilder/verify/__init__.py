@@ -1,0 +1,1 @@
+"""`vmbuild verify`: each role checked end to end from inside the guests, through the guest agent."""

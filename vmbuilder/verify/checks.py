@@ -1,0 +1,90 @@
+"""The checks, per role. Each returns Check rows; a check never raises for a guest's failure."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass
+
+from vmbuilder.model import Cluster
+from vmbuilder.verify.guests import Guests
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0][:200]
+
+
+def every_vm(cluster: Cluster, g: Guests) -> list[Check]:
+    out = []
+    for vm in cluster.vms:
+        code, res, err = g.sh(vm.name, "cat /run/cloud-init/result.json")
+        try:
+            errors = json.loads(res).get("v1", {}).get("errors", []) if code == 0 else None
+        except ValueError:
+            errors = None
+        out.append(Check(f"{vm.name}: cloud-init finished without errors", errors == [],
+                         "ok" if errors == [] else "; ".join(map(str, errors or []))[:200]
+                         or _first_line(err) or f"not finished (exit {code})"))
+        code, res, err = g.sh(vm.name, "chronyc -n tracking")
+        leap = next((l.split(":", 1)[1].strip() for l in res.splitlines() if l.startswith("Leap status")), "")
+        out.append(Check(f"{vm.name}: chrony running", code == 0,
+                         f"leap status {leap or '?'}" if code == 0 else _first_line(err) or f"exit {code}"))
+        code, res, err = g.sh(vm.name, "curl -fsS --max-time 5 http://127.0.0.1:9100/metrics | grep -c '^node_'")
+        out.append(Check(f"{vm.name}: node exporter answers on :9100", code == 0 and res.strip() not in ("", "0"),
+                         f"{res.strip()} node_ metrics" if code == 0 else _first_line(err) or f"exit {code}"))
+    return out
+
+
+def db(cluster: Cluster, g: Guests) -> list[Check]:
+    dbs = [vm.name for vm in cluster.vms if vm.role == "db"]
+    if not dbs:
+        return []
+    primary, replicas = dbs[0], dbs[1:]
+    out = []
+    code, res, err = g.sh(primary, "mariadb -N -e \"SELECT @@read_only, @@log_bin, "
+                                   "(SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name='moodle')\"")
+    fields = res.split()
+    ok = code == 0 and fields[:3] == ["0", "1", "1"]
+    out.append(Check(f"{primary}: primary is writable, logs binlogs, has database moodle", ok,
+                     " ".join(fields) if code == 0 else _first_line(err) or f"exit {code}"))
+    for r in replicas:
+        code, res, err = g.sh(r, "mariadb -e 'SHOW SLAVE STATUS\\G'")
+        status = {k.strip(): v.strip() for k, _, v in (l.partition(":") for l in res.splitlines()) if v}
+        ok = code == 0 and status.get("Slave_IO_Running") == "Yes" and status.get("Slave_SQL_Running") == "Yes"
+        out.append(Check(f"{r}: replicating from {primary}", ok,
+                         f"IO {status.get('Slave_IO_Running', '?')}, SQL {status.get('Slave_SQL_Running', '?')}, "
+                         f"gtid {status.get('Gtid_IO_Pos', '?')}" + (f", error {status.get('Last_Error')}"
+                                                                      if status.get("Last_Error") else "")
+                         if code == 0 else _first_line(err) or f"exit {code}"))
+    marker = uuid.uuid4().hex
+    code, _, err = g.sh(primary, "mariadb -e \"CREATE DATABASE IF NOT EXISTS vmbuild_verify; "
+                                 "CREATE TABLE IF NOT EXISTS vmbuild_verify.rows (v VARCHAR(64) PRIMARY KEY, "
+                                 f"at TIMESTAMP DEFAULT CURRENT_TIMESTAMP); INSERT INTO vmbuild_verify.rows (v) VALUES ('{marker}')\"")
+    for r in replicas:
+        started, seen = time.monotonic(), False
+        while code == 0 and time.monotonic() - started < 30 and not seen:
+            c, res, _ = g.sh(r, f"mariadb -N -e \"SELECT COUNT(*) FROM vmbuild_verify.rows WHERE v='{marker}'\"")
+            seen = c == 0 and res.strip() == "1"
+            if not seen:
+                time.sleep(1)
+        out.append(Check(f"{r}: a row written on {primary} arrives", seen,
+                         f"after {time.monotonic() - started:.1f}s" if seen else
+                         (_first_line(err) if code != 0 else "not there after 30s")))
+    return out
+
+
+ROLE_CHECKS = (every_vm, db)
+
+
+def run_all(cluster: Cluster, g: Guests) -> list[Check]:
+    return [c for check in ROLE_CHECKS for c in check(cluster, g)]
