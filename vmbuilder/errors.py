@@ -63,3 +63,9 @@ class OperationError(VmbuildError):
 
 class LockedError(VmbuildError):
     """Another vmbuild run holds this cluster's lock."""
+
+
+def host_line(host: str, error: BaseException) -> str:
+    """'host: what went wrong', without saying the host twice (HostError already names it)."""
+    text = str(error)
+    return text if text.startswith(f"{host}:") else f"{host}: {text}"

@@ -182,7 +182,7 @@ def refuse_on_problems(problems: dict[str, list[str]], continue_on_host_error: b
     bad = {h: p for h, p in problems.items() if p}
     if not bad:
         return set()
-    lines = [f"{h}: {p}" for h, ps in bad.items() for p in ps]
+    lines = [p if p.startswith(f"{h}:") else f"{h}: {p}" for h, ps in bad.items() for p in ps]
     if continue_on_host_error and len(bad) < len(problems):
         return set(bad)
     raise OperationError("\n".join(lines + ["nothing was created on any host"]))

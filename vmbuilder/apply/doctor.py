@@ -49,6 +49,8 @@ def examine(cluster: Cluster, target: Target) -> list[dict]:
         checks.append(_check("domain types", "qemu" in types, ", ".join(sorted(types))))
         if target.root is not None:
             problem = accelprobe.local_kvm_device_problem()
+            if problem and str(target.root) != "/":
+                problem += " (lab hosts run qemu as root and are not held up by it; this machine's own libvirtd is)"
             checks.append(_check("/dev/kvm", problem is None, problem or "usable by the qemu user", fatal=False))
         kernel, placed = _kernel_on_host(hv, cluster, target)
         try:

@@ -8,7 +8,7 @@ import click
 
 from vmbuilder.cli.lifecycle import (_lab_lan, _resolve_images, _targets, json_option, lab_option, load_for,
                                      print_up_result)
-from vmbuilder.errors import InputError, Problem
+from vmbuilder.errors import InputError, Problem, host_line
 from vmbuilder.model import Accel, Cluster
 
 EXIT_NO_CHANGES, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -52,7 +52,7 @@ def plan(file: str, lab: bool, accel: str | None, as_json: bool) -> None:
     changes, errors = [], []
     for host, r in results.items():
         if isinstance(r, Exception):
-            errors.append(f"{host}: {r}")
+            errors.append(host_line(host, r))
         else:
             changes += [_with_wave(cluster, c) for c in r]
     if as_json:
@@ -204,7 +204,7 @@ def _each(cluster: Cluster, lab: bool, work, what: str, progress: bool = False) 
 
     with cluster_lock(cluster.name, what):
         results = each_host(_targets(cluster, lab), run)
-    failed = [f"{h}: {r}" for h, r in results.items() if isinstance(r, Exception)]
+    failed = [host_line(h, r) for h, r in results.items() if isinstance(r, Exception)]
     if failed:
         raise OperationError("\n".join(failed))
     return results

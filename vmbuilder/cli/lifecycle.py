@@ -7,7 +7,7 @@ import sys
 import click
 
 from vmbuilder.config import load_cluster
-from vmbuilder.errors import OperationError
+from vmbuilder.errors import OperationError, host_line
 from vmbuilder.model import Accel, Cluster
 
 EXAMPLES_UP = """\b
@@ -167,7 +167,7 @@ def status(file: str, lab: bool, as_json: bool) -> None:
     rows, failed = [], []
     for host, result in results.items():
         if isinstance(result, Exception):
-            failed.append(f"{host}: {result}")
+            failed.append(host_line(host, result))
         else:
             rows.extend(result)
     if as_json:
@@ -262,7 +262,7 @@ def _report_each(results: dict, describe) -> None:
     for host, result in results.items():
         if isinstance(result, Exception):
             failed = True
-            click.echo(f"{host}: error: {result}")
+            click.echo(f"error: {host_line(host, result)}")
         else:
             click.echo(f"{host}: {describe(result)}")
     if failed:
