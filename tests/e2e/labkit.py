@@ -70,3 +70,20 @@ def lab_of(tmp_path_factory, text: str, cluster: str, host_names: tuple[str, ...
         left = netns()
         assert all(l.netns not in left for l in labs.values()) and lan.switch_netns(cluster) not in left
         assert all(gone(pid) for pid in pids)
+
+
+class LabCluster:
+    """A cluster file on running lab hosts, and its guests by name."""
+
+    def __init__(self, path: str, labs: dict, where: dict[str, str] | None = None):
+        self.path, self.hosts = path, labs
+        self.where = dict(where or {})   # VM -> host; tests fill it from the file or from status
+
+    def exec(self, vm: str, argv: list[str], timeout: float = 60):
+        from vmbuilder.hypervisor.connection import Hypervisor
+
+        with Hypervisor(self.where[vm], self.hosts[self.where[vm]].uri) as hv:
+            return hv.guest_exec(hv.domain(vm), argv, timeout)
+
+    def sh(self, vm: str, script: str):
+        return self.exec(vm, ["/bin/sh", "-c", script])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit import lab_of, needs_root_and_libvirtd, run, why
+from labkit import LabCluster, lab_of, needs_root_and_libvirtd, run, why
 from vmbuilder.hypervisor.connection import Hypervisor
 
 pytestmark = [pytest.mark.slow, needs_root_and_libvirtd]
@@ -34,20 +34,10 @@ vms:
 """
 
 
-class Lab:
-    def __init__(self, path, labs):
-        self.path, self.hosts = path, labs
-
-    def sh(self, vm, script):
-        host = "hv1" if vm == "db1" else "hv2"
-        with Hypervisor(host, self.hosts[host].uri) as hv:
-            return hv.guest_exec(hv.domain(vm), ["/bin/sh", "-c", script], 60)
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     with lab_of(tmp_path_factory, CLUSTER, "e2edb", ("hv1", "hv2")) as (path, labs):
-        yield Lab(path, labs)
+        yield LabCluster(path, labs, {"db1": "hv1", "db2": "hv2"})
 
 
 def checks(lab):

@@ -8,8 +8,7 @@ import json
 import libvirt
 import pytest
 
-from labkit import lab_of, needs_root_and_libvirtd, run, why
-from vmbuilder.hypervisor.connection import Hypervisor
+from labkit import LabCluster, lab_of, needs_root_and_libvirtd, run, why
 from vmbuilder.lab import hosts
 
 pytestmark = [pytest.mark.slow, needs_root_and_libvirtd]
@@ -50,23 +49,10 @@ def as_json(out):
     return json.loads(out[out.index("{"):])
 
 
-class Lab:
-    def __init__(self, path, labs):
-        self.path, self.hosts = path, labs
-        self.where = {}   # VM -> host, read back after up
-
-    def exec(self, vm, argv, timeout=60):
-        with Hypervisor(self.where[vm], self.hosts[self.where[vm]].uri) as hv:
-            return hv.guest_exec(hv.domain(vm), argv, timeout)
-
-    def sh(self, vm, script):
-        return self.exec(vm, ["/bin/sh", "-c", script])
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     with lab_of(tmp_path_factory, CLUSTER, "e2emh", ("hv1", "hv2")) as (path, labs):
-        yield Lab(path, labs)
+        yield LabCluster(path, labs)
 
 
 def test_up_places_web_vms_apart_and_shares_the_nas(lab):

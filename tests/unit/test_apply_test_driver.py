@@ -21,7 +21,6 @@ from vmbuilder.errors import LockedError, OperationError
 from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.model import Accel
 from vmbuilder.render import desired_host, names
-from vmbuilder.render.network import network_xml
 from vmbuilder.render.storage import pool_xml
 from vmbuilder.render.xmltools import to_string
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from lxml import etree
 
-import libvirt
-
 from vmbuilder.apply.inventory import domain_mark, network_mark, pool_is_ours
 from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.model import Cluster, NetMode

@@ -65,7 +65,7 @@ def _resolve_images(cluster: Cluster, progress) -> dict:
 def up(file: str, lab: bool, accel: str | None, no_wait: bool, timeout: float | None,
        continue_on_host_error: bool, as_json: bool) -> None:
     """Create what is missing of FILE's cluster on every host, start it, wait for cloud-init."""
-    from vmbuilder.apply.bringup import UpOptions, bring_up, preflight, refuse_on_problems
+    from vmbuilder.apply.bringup import UpOptions, preflight, refuse_on_problems
     from vmbuilder.apply.lock import cluster_lock
     from vmbuilder.cli.progress import Progress
 
