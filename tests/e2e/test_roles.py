@@ -1,5 +1,6 @@
-"""The db role on two lab hosts: MariaDB primary on hv1, GTID replica on hv2, data on kept disks,
-proven by `vmbuild verify` from inside the guests, and surviving a rebuild."""
+"""The db, file and web roles on two lab hosts, proven by `vmbuild verify` from inside the guests:
+MariaDB primary on hv1 and GTID replica on hv2 (data on kept disks, surviving a rebuild), an NFS
+file server exporting moodledata, two Apache/PHP web servers that mount it and reach the DB."""
 import json
 import os
 from pathlib import Path
@@ -25,19 +26,24 @@ storage:
 images:
   roles: {recipe: debian12-roles}
 roles:
-  db: {memory: 1GiB, vcpus: 1, disks: [{name: data, size: 2GiB}]}
+  db: {memory: 768MiB, vcpus: 1, disks: [{name: data, size: 2GiB}]}
+  file: {memory: 512MiB, disks: [{name: data, size: 2GiB}]}
+  web: {memory: 640MiB, vcpus: 1}
 defaults:
   disks: [{name: root, pool: local, image: roles, size: 5GiB}]
 vms:
   - {name: db1, role: db, host: hv1, nics: [{network: back, ip: 10.66.0.31}]}
   - {name: db2, role: db, host: hv2, nics: [{network: back, ip: 10.66.0.32}]}
+  - {name: file1, role: file, host: hv1, nics: [{network: back, ip: 10.66.0.41}]}
+  - {name: web1, role: web, host: hv1, nics: [{network: back, ip: 10.66.0.21}]}
+  - {name: web2, role: web, host: hv2, nics: [{network: back, ip: 10.66.0.22}]}
 """
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     with lab_of(tmp_path_factory, CLUSTER, "e2edb", ("hv1", "hv2")) as (path, labs):
-        yield LabCluster(path, labs, {"db1": "hv1", "db2": "hv2"})
+        yield LabCluster(path, labs, {"db1": "hv1", "db2": "hv2", "file1": "hv1", "web1": "hv1", "web2": "hv2"})
 
 
 def checks(lab):
@@ -54,6 +60,15 @@ def test_primary_and_replica_come_up_and_verify(lab):
     assert by_name["db2: replicating from db1"]["ok"]
     assert by_name["db2: a row written on db1 arrives"]["ok"]
     assert by_name["db1: primary is writable, logs binlogs, has database moodle"]["ok"]
+    assert by_name["file1: exports /srv/nfs/moodledata"]["ok"]
+    for web in ("web1", "web2"):
+        assert by_name[f"{web}: Apache + PHP serve the health page, PHP reaches the DB as moodle"]["ok"]
+        assert by_name[f"{web}: moodledata is mounted over NFS"]["ok"]
+    assert by_name["web2: sees a file web1 wrote to moodledata"]["ok"]
+    # config.php: the DB primary, the replica declared read-only, the generated password
+    code, config, _ = lab.sh("web2", "cat /var/www/moodle/config.php")
+    assert "$CFG->dbhost    = '10.66.0.31';" in config and "'dbhost' => '10.66.0.32'" in config
+    assert "\\core\\session\\database" in config and "$CFG->dataroot  = '/var/moodledata';" in config
     code, out, err = lab.sh("db2", "mariadb -N -e 'SELECT @@read_only'")
     assert code == 0 and out.strip() == "1", err                # the replica refuses writes
     # the generated password: never in a domain's XML, and it opens the primary's moodle database
@@ -76,6 +91,14 @@ def test_rebuilding_the_primary_keeps_its_data(lab):
     assert code == 0 and out.strip() == "42", err
     code, by_name, out = checks(lab)
     assert code == 0, out
+
+
+def test_a_failing_check_fails_verify(lab):
+    assert lab.sh("web2", "systemctl stop apache2")[0] == 0
+    code, by_name, out = checks(lab)
+    assert code != 0
+    assert not by_name["web2: Apache + PHP serve the health page, PHP reaches the DB as moodle"]["ok"]
+    assert by_name["web1: Apache + PHP serve the health page, PHP reaches the DB as moodle"]["ok"]
 
 
 def test_destroy_wipes_everything(lab):
