@@ -273,3 +273,22 @@ def test_a_domain_edited_outside_vmbuild_is_a_conflict_not_overwritten(conn, clu
     edited = load_cluster(str(write(CLUSTER.replace("- {name: a2, host: hv1,", "- {name: a2, host: hv1, memory: 512MiB,"),
                                     "edited.yaml")))
     assert [a for a, *_ in _plan(edited)[0]] == ["conflict"]    # a file edit does not override it either
+
+
+def test_rebuilding_one_vm_leaves_the_others_pending_changes_alone(conn, cluster, write):
+    from vmbuilder.apply.bringup import _restrict
+
+    _build_like_up(cluster, conn)
+    # both VMs' seeds change (a cluster-wide edit), but only a2 is being rebuilt
+    edited = load_cluster(str(write(CLUSTER.replace("accel: auto", "accel: auto\ntimezone: Europe/Berlin"), "tz.yaml")))
+    _, changes = _plan(edited)
+    assert {(c.action, c.name) for c in changes if c.kind == "domain"} == {("rebuild", "a1"), ("rebuild", "a2")}
+    want, mine, pending = _restrict(_test_want(edited), changes, frozenset({"a2"}))
+    assert [d.vm.name for d in want.vms] == ["a2"]
+    assert [(c.action, c.name) for c in mine] == [("rebuild", "a2")]
+    assert ("rebuild", "a1") in [(c.action, c.name) for c in pending]
+    uuid = conn.lookupByName("a1").UUIDString()
+    with Hypervisor("hv1", URI) as hv:
+        converge_host(hv, edited, want, mine, 0.0, lambda *a: None)
+    assert conn.lookupByName("a1").isActive() and conn.lookupByName("a1").UUIDString() == uuid
+    assert "a2" not in [d.name() for d in conn.listAllDomains()]      # removed, for up_host to make anew

@@ -51,6 +51,8 @@ class UpOptions:
     after_networks: Callable[[str], None] | None = None   # called with the host once its networks run
     before: Callable[[Hypervisor, str, Callable], None] | None = None   # e.g. rebuild removes VMs first
     restart_grace: float = 90.0          # seconds a guest gets to shut down for a restart
+    # only these VMs (rebuild, update): other VMs' pending changes are reported, not applied
+    only: frozenset[str] | None = None
 
 
 def _needed_types(cluster: Cluster, override: Accel | None) -> set[str]:
@@ -144,7 +146,7 @@ def bring_up(cluster: Cluster, targets: dict[str, Target], images: dict[str, Ima
         hv = Hypervisor(t.host, t.uri)
         try:
             with hv:
-                pools = prepare_storage(hv, cluster, t.host, images, say)
+                pools = prepare_storage(hv, cluster, t.host, images, say, opts.only)
                 accel, report.accel_note = choose_accel(hv, cluster, t.host, opts.accel)
                 report.accel = accel.value
                 say("accel", accel.value, report.accel_note)
@@ -152,11 +154,15 @@ def bring_up(cluster: Cluster, targets: dict[str, Target], images: dict[str, Ima
                 if opts.before is not None:
                     opts.before(hv, t.host, say)
                 report.changes = plan_host(hv, cluster, want)
+                if opts.only is not None:
+                    want, report.changes, pending = _restrict(want, report.changes, opts.only)
+                    report.kept += [f"{c.kind} {c.name}: {c.action} pending ({c.detail}); `vmbuild up` applies it"
+                                    if c.detail else f"{c.kind} {c.name}: {c.action} pending" for c in pending]
                 conflicts = [f"{c.kind} {c.name}: {c.detail}" for c in report.changes if c.action == "conflict"]
                 if conflicts:   # preflight catches foreign names; this is drift found by the plan
                     raise ConflictError(f"{t.host}: " + "; ".join(conflicts))
                 removal = converge_host(hv, cluster, want, report.changes, opts.restart_grace, say)
-                report.kept = removal.kept
+                report.kept += removal.kept
                 hook = (lambda: opts.after_networks(t.host)) if opts.after_networks else None
                 up_host(hv, cluster, want, pools, say, hook)
                 if opts.wait and want.vms:
@@ -175,6 +181,16 @@ def bring_up(cluster: Cluster, targets: dict[str, Target], images: dict[str, Ima
             result = HostReport(host, targets[host].uri, error=f"internal error: {type(result).__name__}: {result}")
         reports.append(result)
     return reports
+
+
+def _restrict(want, changes: list, only: frozenset[str]):
+    """(want with only ONLY's VMs, the changes that touch them, the changes left pending).
+    Missing networks and pools are still made (the VMs need them); nothing else is changed."""
+    from dataclasses import replace
+
+    mine = [c for c in changes if c.kind == "domain" and c.name in only]
+    pending = [c for c in changes if c not in mine and c.action not in ("create", "start")]
+    return replace(want, vms=tuple(d for d in want.vms if d.vm.name in only)), mine, pending
 
 
 def refuse_on_problems(problems: dict[str, list[str]], continue_on_host_error: bool) -> set[str]:

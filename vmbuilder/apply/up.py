@@ -50,8 +50,9 @@ def _upload_file(hv: Hypervisor, pool, volname: str, path, what: str) -> None:
 
 
 def prepare_storage(hv: Hypervisor, cluster: Cluster, host: str, images: dict[str, ImageFiles],
-                    progress: Progress) -> dict[str, libvirt.virStoragePool]:
-    """Pools, then one copy of each base image (and its kernel/initrd) per pool that needs it."""
+                    progress: Progress, only: frozenset[str] | None = None) -> dict[str, libvirt.virStoragePool]:
+    """Pools, then one copy of each base image (and its kernel/initrd) per pool that needs it
+    (that ONLY's VMs need, when given: a rebuild does not upload images for the others)."""
     pools = {}
     for p in cluster.pools_on(host):
         if p.external:
@@ -63,6 +64,8 @@ def prepare_storage(hv: Hypervisor, cluster: Cluster, host: str, images: dict[st
         if pools[name] is None:
             raise ConflictError(f"{hv.host}: pool {name!r} is marked external but does not exist")
     for vm in cluster.vms_on(host):
+        if only is not None and vm.name not in only:
+            continue
         disk = vm.boot_disk
         image = cluster.images[disk.image]
         files = images[image.name]

@@ -118,14 +118,22 @@ def select_vms(cluster: Cluster, vms: tuple[str, ...], roles: tuple[str, ...], e
 def rebuild(file: str, lab: bool, vms: tuple[str, ...], roles: tuple[str, ...], everything: bool,
             wipe_data: bool, no_wait: bool, as_json: bool) -> None:
     """Recreate VMs from their profiles: fresh root disk and seed; data disks kept unless --wipe-data."""
-    from vmbuilder.apply.bringup import UpOptions, bring_up, preflight, refuse_on_problems
-    from vmbuilder.apply.converge import rebuild_volumes, remove_vm
     from vmbuilder.apply.lock import cluster_lock
     from vmbuilder.cli.progress import Progress
 
     cluster = load_for(file, lab)
     chosen = select_vms(cluster, vms, roles, everything)
-    progress = Progress(quiet=as_json)
+    with cluster_lock(cluster.name, "rebuild"):
+        reports = rebuild_vms(cluster, lab, chosen, wipe_data, not no_wait, Progress(quiet=as_json))
+    print_up_result(cluster, reports, set(), as_json)
+
+
+def rebuild_vms(cluster: Cluster, lab: bool, chosen: set[str], wipe_data: bool, wait: bool, progress) -> dict:
+    """Remove CHOSEN (cleanly, data disks kept unless WIPE_DATA) and bring them up again; the
+    caller holds the cluster lock."""
+    from vmbuilder.apply.bringup import UpOptions, bring_up, preflight, refuse_on_problems
+    from vmbuilder.apply.converge import rebuild_volumes, remove_vm
+    from vmbuilder.secrets import load as load_secrets
 
     def remove_first(hv, host, say):
         for name in sorted(chosen):
@@ -134,17 +142,13 @@ def rebuild(file: str, lab: bool, vms: tuple[str, ...], roles: tuple[str, ...], 
                 # a clean shutdown first: kept data disks must not see a crash
                 remove_vm(hv, cluster, name, rebuild_volumes(cluster, name, wipe_data), say, grace=120.0)
 
-    with cluster_lock(cluster.name, "rebuild"):
-        targets = _targets(cluster, lab, start_lab=True)
-        refuse_on_problems(preflight(cluster, targets, None), False)
-        images = _resolve_images(cluster, progress)
-        hosts = {h: t for h, t in targets.items() if any(cluster.vm(n).host == h for n in chosen)}
-        opts = UpOptions(wait=not no_wait, before=remove_first, after_networks=_lab_lan(cluster) if lab else None)
-        from vmbuilder.secrets import load as load_secrets
-
-        reports = bring_up(cluster, hosts, images, opts, progress, secrets=load_secrets(cluster.name))
-    print_up_result(cluster, reports, set(), as_json)
-
+    targets = _targets(cluster, lab, start_lab=True)
+    refuse_on_problems(preflight(cluster, targets, None), False)
+    images = _resolve_images(cluster, progress)
+    hosts = {h: t for h, t in targets.items() if any(cluster.vm(n).host == h for n in chosen)}
+    opts = UpOptions(wait=wait, before=remove_first, after_networks=_lab_lan(cluster) if lab else None,
+                     only=frozenset(chosen))
+    return bring_up(cluster, hosts, images, opts, progress, secrets=load_secrets(cluster.name))
 
 
 @click.command()

@@ -53,8 +53,11 @@ def logs(file: str, vm: str, lab: bool, lines: int, serial: bool, unit: str | No
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @lab_option
+@click.option("--failover", is_flag=True,
+              help="Instead: power off the VIP's director, time the VIP's silence, power off the DB primary, "
+                   "show the replica and the promotion command; both are started again after.")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
-def verify(file: str, lab: bool, as_json: bool) -> None:
+def verify(file: str, lab: bool, failover: bool, as_json: bool) -> None:
     """Check each role end to end from inside the guests (through the guest agent): one line per check."""
     import json
     import sys
@@ -65,7 +68,18 @@ def verify(file: str, lab: bool, as_json: bool) -> None:
     cluster = load_for(file, lab)
     targets = _targets(cluster, lab)
     with Guests(cluster, {h: t.uri for h, t in targets.items()}) as g:
-        checks = run_all(cluster, g)
+        if failover:
+            from vmbuilder.apply.lock import cluster_lock
+            from vmbuilder.verify.failover import db_failover, lb_failover
+
+            say = (lambda vm, what: None) if as_json else (lambda vm, what: click.echo(f"{vm}: {what}", err=True))
+            with cluster_lock(cluster.name, "verify --failover"):
+                checks = lb_failover(cluster, g, say) + db_failover(cluster, g, say)
+            if not checks:
+                raise OperationError("--failover needs two lb VMs or a db primary with a replica; "
+                                     f"{cluster.source} has neither")
+        else:
+            checks = run_all(cluster, g)
     if as_json:
         click.echo(json.dumps({"cluster": cluster.name, "ok": all(c.ok for c in checks),
                                "checks": [c.as_dict() for c in checks]}, indent=2))

@@ -23,7 +23,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the re
 
 
 def load_for(file: str, lab: bool) -> Cluster:
-    cluster = load_cluster(file)
+    cluster = load_cluster(file, lab=lab)
     if lab:
         from vmbuilder.lab.adapt import for_lab
 

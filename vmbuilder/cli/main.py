@@ -177,9 +177,9 @@ def lab_stop(file: str) -> None:
 
 
 def _register() -> None:
-    from vmbuilder.cli import converge, inspect, lifecycle
+    from vmbuilder.cli import converge, inspect, lifecycle, operate
 
-    for command in lifecycle.COMMANDS + converge.COMMANDS + inspect.COMMANDS:
+    for command in lifecycle.COMMANDS + converge.COMMANDS + inspect.COMMANDS + operate.COMMANDS:
         cli.add_command(command)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from vmbuilder.config import crosscheck, placement, sections
+from vmbuilder.config import crosscheck, placement, rolesettings, sections
 from vmbuilder.config.body import BODY_KEYS, VM_KEYS, check_body
 from vmbuilder.config.checks import Checker
 from vmbuilder.config.merge import Merged, merge_layers
@@ -15,11 +15,13 @@ from vmbuilder.errors import InputError
 from vmbuilder.model import Accel, Cluster
 
 TOP_KEYS = ("name", "description", "accel", "prefix", "profiles", "timezone", "domain", "hosts",
-            "networks", "storage", "images", "defaults", "roles", "vms", "settings")
+            "networks", "storage", "images", "defaults", "roles", "vms", "settings", "lab")
+LAB_KEYS = ("roles",)
 
 
-def load_cluster(path: Path | str) -> Cluster:
-    """Read, merge and validate; raise InputError listing every problem found."""
+def load_cluster(path: Path | str, lab: bool = False) -> Cluster:
+    """Read, merge and validate; raise InputError listing every problem found. With LAB,
+    the file's `lab: roles:` overrides (sizes shrunk for one machine) apply last but the VM's."""
     src = read_file(path)
     ck = Checker()
     top = ck.mapping(src, (), src.data, TOP_KEYS, required=("name", "hosts", "vms"))
@@ -59,6 +61,15 @@ def load_cluster(path: Path | str) -> Cluster:
         roles_ok[role] = check_body(ck, src, ("roles", role), body, BODY_KEYS)
         if not profiles.exists(role):
             ck.add(src, ("roles", role), _unknown("role profile", role, available(dirs)))
+    lab_top = ck.mapping(src, ("lab",), top["lab"], LAB_KEYS) if top.get("lab") is not None else None
+    lab_roles = (lab_top or {}).get("roles") or {}
+    if not isinstance(lab_roles, dict):
+        ck.add(src, ("lab", "roles"), "must be a mapping of role names to settings")
+        lab_roles = {}
+    for role, body in lab_roles.items():
+        roles_ok[role] = check_body(ck, src, ("lab", "roles", role), body, BODY_KEYS) and roles_ok.get(role, True)
+        if not profiles.exists(role):
+            ck.add(src, ("lab", "roles", role), _unknown("role profile", role, available(dirs)))
 
     builder = VMBuilder(cname, src.file, hosts, networks, pools, images, declared)
     built: list[tuple[int, Merged, object]] = []
@@ -86,6 +97,8 @@ def load_cluster(path: Path | str) -> Cluster:
         layers = ([(src, ("defaults",), top["defaults"])] if "defaults" in top else []) + chain
         if role in role_over:
             layers.append((src, ("roles", role), role_over[role]))
+        if lab and role in lab_roles:
+            layers.append((src, ("lab", "roles", role), lab_roles[role]))
         layers.append((src, p, entry))
         merged = merge_layers(layers)
         merged.data["role"] = role
@@ -112,6 +125,10 @@ def load_cluster(path: Path | str) -> Cluster:
     crosscheck.addresses(vms, report)
     crosscheck.capacity(vms, hosts, report)
     crosscheck.pools(vms, pools, {n: p.hosts for n, p in pools.items()}, report)
+    if isinstance(top.get("settings"), dict):
+        declared_roles = {e["name"]: e.get("role") or "base" for e in entries
+                          if isinstance(e, dict) and isinstance(e.get("name"), str)}
+        rolesettings.check(ck, src, top["settings"], vms, networks, declared_roles)
 
     if ck.problems:
         raise InputError(sorted(set(ck.problems), key=lambda p: (p.file != src.file, p.file, p.line, p.key)))

@@ -100,6 +100,8 @@ def build(recipe: Recipe, progress: Callable[[str], None] = lambda s: None, forc
               f"deb {MIRROR} {recipe.suite} main", f"deb {MIRROR} {recipe.suite}-updates main",
               f"deb {SECURITY} {recipe.suite}-security main"], "mmdebstrap", log)
         _fixups(root)
+        if recipe.disabled:
+            _run(["systemctl", f"--root={root}", "disable", *recipe.disabled], "disabling services", log)
         kernels = sorted((root / "boot").glob("vmlinuz-*"))
         initrds = sorted((root / "boot").glob("initrd.img-*"))
         if not kernels or not initrds:

@@ -20,10 +20,18 @@ def switch_netns(cluster: str) -> str:
     return "vmb-" + hashlib.sha256(f"{cluster}/switch".encode()).hexdigest()[:8] + "-sw"
 
 
+def _h(*parts: str) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:8]
+
+
+def switch_bridge(cluster: str, network: str) -> str:
+    """NETWORK's bridge in the switch namespace (the lab's LAN segment)."""
+    return "sw" + _h(cluster, network)
+
+
 def _names(cluster: Cluster, host: str, network: str) -> tuple[str, str, str]:
     """(switch bridge, host-side veth, switch-side veth); each at most 15 characters."""
-    h = lambda *parts: hashlib.sha256("/".join(parts).encode()).hexdigest()[:8]
-    return "sw" + h(cluster.name, network), "vl" + h(cluster.name, host, network), "vs" + h(cluster.name, host, network)
+    return switch_bridge(cluster.name, network), "vl" + _h(cluster.name, host, network), "vs" + _h(cluster.name, host, network)
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:

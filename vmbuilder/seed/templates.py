@@ -9,14 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import jinja2
 import yaml
 
-from vmbuilder import paths
+from vmbuilder import paths, topology
 from vmbuilder.secrets import PLACEHOLDERS
 from vmbuilder.errors import InputError, Problem
 from vmbuilder.model import VM, Cluster, NetMode
@@ -70,6 +70,7 @@ class ClusterFacts:
     index: Mapping[str, int]         # VM name -> its position among its role's VMs
     networks: Mapping[str, dict]
     env: jinja2.Environment          # compiled templates are reused for every VM
+    topology: Mapping[str, Any]      # who is the DB primary, the VIP and its members (see topology)
 
 
 def cluster_facts(cluster: Cluster, root: Path | None = None) -> ClusterFacts:
@@ -87,7 +88,16 @@ def cluster_facts(cluster: Cluster, root: Path | None = None) -> ClusterFacts:
     networks = {n.name: {"cidr": str(n.cidr), "gateway": str(n.gateway) if n.gateway else None,
                          "mode": n.mode.value} for n in cluster.networks.values()}
     index = {p["name"]: i for mates in by_role.values() for i, p in enumerate(mates)}
-    return ClusterFacts(peers, by_role, index, networks, _environment(root or paths.data_dir("cloudinit")))
+    by_name = {p["name"]: p for p in peers}
+    primary = topology.db_primary(cluster)
+    lvs = topology.lvs(cluster)
+    files = topology.role_vms(cluster, "file")
+    topo = {"db_primary": by_name[primary.name] if primary else None,
+            "db_replicas": [by_name[v.name] for v in topology.db_replicas(cluster)],
+            "file_primary": by_name[files[0].name] if files else None,
+            "file_peers": [by_name[v.name] for v in files[1:]],
+            "lvs": asdict(lvs) if lvs else None}
+    return ClusterFacts(peers, by_role, index, networks, _environment(root or paths.data_dir("cloudinit")), topo)
 
 
 def _context(cluster: Cluster, vm: VM, secrets: Mapping[str, Any], facts: ClusterFacts) -> dict:
@@ -102,9 +112,19 @@ def _context(cluster: Cluster, vm: VM, secrets: Mapping[str, Any], facts: Cluste
                        packages=list(vm.packages), data_disks=[d.name for d in vm.disks[1:]],
                        index=index),
             "peers": hosts_block, "roles": facts.by_role, "secrets": dict(secrets),
+            "topology": facts.topology,
+            "time": _time_context(cluster, vm),
             "packages_baked": image.recipe is not None,
             "networks": facts.networks,
             "ssh_authorized_keys": list(vm.ssh_authorized_keys)}
+
+
+def _time_context(cluster: Cluster, vm: VM) -> dict:
+    source = topology.time_source(cluster)
+    serves = source is not None and source.name == vm.name
+    return {"serves": serves, "server": None if serves or source is None else topology.address_for(source, vm),
+            "allow": sorted({str(cluster.networks[n.network].cidr) for v in cluster.vms for n in v.nics})
+            if serves else []}
 
 
 def _render_doc(env: jinja2.Environment, name: str, context: dict, vm: VM) -> dict:

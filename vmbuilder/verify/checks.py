@@ -4,24 +4,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass
 
+from vmbuilder import topology
 from vmbuilder.model import Cluster
 from vmbuilder.verify.guests import Guests
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def _first_line(text: str) -> str:
-    return (text.strip().splitlines() or [""])[0][:200]
+from vmbuilder.verify.lbcheck import lb
+from vmbuilder.verify.report import Check, first_line as _first_line
 
 
 def every_vm(cluster: Cluster, g: Guests) -> list[Check]:
@@ -36,9 +24,10 @@ def every_vm(cluster: Cluster, g: Guests) -> list[Check]:
                          "ok" if errors == [] else "; ".join(map(str, errors or []))[:200]
                          or _first_line(err) or f"not finished (exit {code})"))
         code, res, err = g.sh(vm.name, "chronyc -n tracking")
-        leap = next((l.split(":", 1)[1].strip() for l in res.splitlines() if l.startswith("Leap status")), "")
-        out.append(Check(f"{vm.name}: chrony running", code == 0,
-                         f"leap status {leap or '?'}" if code == 0 else _first_line(err) or f"exit {code}"))
+        field = lambda name: next((l.split(":", 1)[1].strip() for l in res.splitlines() if l.startswith(name)), "?")
+        out.append(Check(f"{vm.name}: time in sync (chrony)", code == 0 and field("Leap status") == "Normal",
+                         f"leap status {field('Leap status')}, reference {field('Reference ID')}, "
+                         f"offset {field('Last offset')}" if code == 0 else _first_line(err) or f"exit {code}"))
         code, res, err = g.sh(vm.name, "curl -fsS --max-time 5 http://127.0.0.1:9100/metrics | grep -c '^node_'")
         out.append(Check(f"{vm.name}: node exporter answers on :9100", code == 0 and res.strip() not in ("", "0"),
                          f"{res.strip()} node_ metrics" if code == 0 else _first_line(err) or f"exit {code}"))
@@ -46,10 +35,9 @@ def every_vm(cluster: Cluster, g: Guests) -> list[Check]:
 
 
 def db(cluster: Cluster, g: Guests) -> list[Check]:
-    dbs = [vm.name for vm in cluster.vms if vm.role == "db"]
-    if not dbs:
+    if topology.db_primary(cluster) is None:
         return []
-    primary, replicas = dbs[0], dbs[1:]
+    primary, replicas = topology.db_primary(cluster).name, [v.name for v in topology.db_replicas(cluster)]
     out = []
     code, res, err = g.sh(primary, "mariadb -N -e \"SELECT @@read_only, @@log_bin, "
                                    "(SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name='moodle')\"")
@@ -85,11 +73,27 @@ def db(cluster: Cluster, g: Guests) -> list[Check]:
 
 def file(cluster: Cluster, g: Guests) -> list[Check]:
     out = []
-    for vm in (v.name for v in cluster.vms if v.role == "file"):
+    files = [v.name for v in topology.role_vms(cluster, "file")]
+    for vm in files:
         code, res, err = g.sh(vm, "exportfs -v")
         ok = code == 0 and "/srv/nfs/moodledata" in res
         out.append(Check(f"{vm}: exports /srv/nfs/moodledata", ok,
                          _first_line(res) if ok else _first_line(err or res) or f"exit {code}"))
+    if len(files) < 2:
+        return out
+    primary, peers = files[0], files[1:]
+    marker = f".vmbuild-verify-{uuid.uuid4().hex}"
+    code, _, err = g.sh(primary, f"echo {marker} > /srv/nfs/moodledata/{marker}")
+    for peer in peers:
+        started, seen = time.monotonic(), False
+        while code == 0 and not seen and time.monotonic() - started < 60:
+            seen = g.sh(peer, f"cat /srv/nfs/moodledata/{marker}")[1].strip() == marker
+            if not seen:
+                time.sleep(1)
+        out.append(Check(f"{peer}: a file written on {primary} is synced here (lsyncd)", seen,
+                         f"after {time.monotonic() - started:.1f}s" if seen else
+                         (_first_line(err) if code != 0 else "not there after 60s")))
+    g.sh(primary, f"rm -f /srv/nfs/moodledata/{marker}")
     return out
 
 
@@ -102,6 +106,11 @@ def web(cluster: Cluster, g: Guests) -> list[Check]:
         out.append(Check(f"{vm}: Apache + PHP serve the health page, PHP reaches the DB as moodle", ok,
                          " / ".join(l for l in res.splitlines() if l.strip()) if code == 0
                          else _first_line(err) or f"exit {code}"))
+        source = str((cluster.settings.get("moodle") or {}).get("source") or "none")
+        if source != "none":
+            code, res, err = g.sh(vm, "grep -m1 '^\\$release' /var/www/moodle/version.php || cat /var/www/moodle/index.html")
+            out.append(Check(f"{vm}: Moodle's code from moodle.source is installed", code == 0 and "$release" in res,
+                             _first_line(res) or _first_line(err) or "no /var/www/moodle/version.php"))
         code, res, err = g.sh(vm, "mountpoint -q /var/moodledata && findmnt -n -o SOURCE,FSTYPE /var/moodledata")
         out.append(Check(f"{vm}: moodledata is mounted over NFS", code == 0 and "nfs" in res,
                          res.strip() if code == 0 else "not mounted"))
@@ -120,7 +129,7 @@ def web(cluster: Cluster, g: Guests) -> list[Check]:
     return out
 
 
-ROLE_CHECKS = (every_vm, db, file, web)
+ROLE_CHECKS = (every_vm, db, file, web, lb)
 
 
 def run_all(cluster: Cluster, g: Guests) -> list[Check]:

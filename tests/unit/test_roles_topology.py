@@ -1,0 +1,148 @@
+"""The Moodle roles' wiring: who is primary, where the VIP is, what the lb/web/file seeds say,
+the `lab:` shrink, settings validation, and the parsers verify and update rely on."""
+import re
+
+import pytest
+import yaml
+
+from tests.conftest import MOODLE
+from vmbuilder import topology
+from vmbuilder.config import load_cluster
+from vmbuilder.errors import InputError
+from vmbuilder.secrets import PLACEHOLDERS
+from vmbuilder.seed.templates import cluster_facts, user_data
+from vmbuilder.verify.lvs import Probe, parse_loop
+
+
+def seed(cluster, vm):
+    doc = yaml.safe_load(user_data(cluster, cluster.vm(vm), PLACEHOLDERS, facts=cluster_facts(cluster)))
+    return {f["path"]: f["content"] for f in doc.get("write_files", [])}, doc
+
+
+def moodle_with(write, old, new):
+    text = MOODLE.read_text()
+    assert old in text
+    return write(text.replace(old, new), "moodle.yaml")
+
+
+def test_lvs_facts_of_the_reference_cluster():
+    lvs = topology.lvs(load_cluster(MOODLE))
+    assert (lvs.vip, lvs.network, lvs.prefix, lvs.persistence) == ("10.20.0.10", "front", 24, 1800)
+    assert [(d.vm, d.ip, d.device) for d in lvs.directors] == [("lb1", "10.20.0.11", "eth0"), ("lb2", "10.20.0.12", "eth0")]
+    assert [(r.vm, r.ip) for r in lvs.real_servers] == [("web1", "10.20.0.21"), ("web2", "10.20.0.22")]
+    assert lvs.probe_ips == ("10.20.0.250", "10.20.0.251")
+    assert 1 <= lvs.router_id <= 254
+
+
+def test_default_probe_ips_skip_used_addresses(write):
+    path = moodle_with(write, "    probe_ips: [10.20.0.250, 10.20.0.251]\n", "")
+    cluster = load_cluster(path)
+    assert topology.lvs(cluster).probe_ips == ("10.20.0.254", "10.20.0.253")
+
+
+def test_keepalived_config_per_director():
+    cluster = load_cluster(MOODLE)
+    files1, doc1 = seed(cluster, "lb1")
+    files2, _ = seed(cluster, "lb2")
+    conf1, conf2 = files1["/etc/keepalived/keepalived.conf"], files2["/etc/keepalived/keepalived.conf"]
+    assert "priority 200" in conf1 and "priority 150" in conf2
+    assert "unicast_src_ip 10.20.0.11" in conf1 and re.search(r"unicast_peer \{\s+10\.20\.0\.12\s+\}", conf1)
+    assert "10.20.0.10/24 dev eth0" in conf1 and "lb_kind DR" in conf1 and "persistence_timeout 1800" in conf1
+    assert conf1.count("real_server ") == 2 and "misc_dynamic" in conf1 and "nopreempt" in conf1
+    assert "expire_quiescent_template = 1" in files1["/etc/sysctl.d/90-vmbuild-lvs.conf"]
+    assert doc1["runcmd"][-1] == ["/usr/local/sbin/vmbuild-lb-setup"]
+
+
+def test_web_is_a_real_server_and_config_follows_the_primary(write):
+    cluster = load_cluster(MOODLE)
+    files, _ = seed(cluster, "web2")
+    assert "ip addr replace 10.20.0.10/32 dev lo" in files["/etc/systemd/system/vmbuild-vip-lo.service"]
+    assert "arp_ignore = 1" in files["/etc/sysctl.d/90-vmbuild-lvs-dr.conf"]
+    config = files["/var/www/moodle/config.php"]
+    assert "$CFG->dbhost    = '10.10.0.31';" in config and "'dbhost' => '10.10.0.32'" in config
+    assert files["/etc/vmbuild/dbhost"].strip() == "10.10.0.31"
+    promoted = load_cluster(moodle_with(write, "db_primary: db1", "db_primary: db2"))
+    files, _ = seed(promoted, "web1")
+    assert "$CFG->dbhost    = '10.10.0.32';" in files["/var/www/moodle/config.php"]
+    assert "'dbhost' => '10.10.0.31'" in files["/var/www/moodle/config.php"]
+    # and the db seeds swap roles: db1 becomes the replica of db2
+    db1, _ = seed(promoted, "db1")
+    assert "read_only = 1" in db1["/etc/mysql/mariadb.conf.d/60-vmbuild.cnf"]
+    assert "MASTER_HOST='10.10.0.32'" in db1["/usr/local/sbin/vmbuild-db-setup"]
+
+
+def test_file_pair_syncs_primary_to_peer():
+    cluster = load_cluster(MOODLE)
+    f1, _ = seed(cluster, "file1")
+    f2, _ = seed(cluster, "file2")
+    assert "rsync://vmbuild@10.10.0.42/moodledata/" in f1["/etc/lsyncd/lsyncd.conf.lua"]
+    assert "hosts allow = 10.10.0.41" in f2["/etc/rsyncd.conf"]
+    assert "/etc/lsyncd/lsyncd.conf.lua" not in f2 and "/etc/rsyncd.conf" not in f1
+    assert f2["/etc/rsyncd.secrets"].strip() == "vmbuild:" + PLACEHOLDERS["file_sync_password"]
+
+
+def test_lab_section_shrinks_only_in_lab_mode():
+    real, lab = load_cluster(MOODLE), load_cluster(MOODLE, lab=True)
+    assert real.vm("web1").memory == 4 << 30 and lab.vm("web1").memory == 640 << 20
+    assert lab.vm("db2").disks[1].size == 2 << 30 and lab.vm("db2").disks[1].keep
+    assert sum(v.memory for v in lab.vms) < 6 << 30
+
+
+@pytest.mark.parametrize("old,new,expected", [
+    ("vip: 10.20.0.10", "vip: 10.20.0.21", r"settings\.vip: 10\.20\.0\.21 is already the address of web1"),
+    ("vip: 10.20.0.10", "vip: 10.99.0.10", r"settings\.vip: 10\.99\.0\.10 is in none of the networks"),
+    ("vip: 10.20.0.10", "vip: 10.10.0.10", r"settings\.lb\.probe_ips\[0\]: 10\.20\.0\.250 is outside network 'back'"),
+    ("role: lb, nics: [{network: front, ip: 10.20.0.12}, ", "role: lb, nics: [",
+     r"settings\.vip: lb2 \(lb\) has no address on network 'front', where the VIP 10\.20\.0\.10 is"),
+    ("vip: 10.20.0.10", "vip: ten", r"settings\.vip: 'ten' is not an IPv4 address"),
+    ("  vip: 10.20.0.10\n", "", r"settings: missing required key 'vip'"),
+    ("probe_ips: [10.20.0.250, 10.20.0.251]", "probe_ips: [10.20.0.250, 10.20.0.12]",
+     r"settings\.lb\.probe_ips\[1\]: 10\.20\.0\.12 is already the address of lb2"),
+    ("persistence: 1800", "persistance: 1800", r"settings\.lb\.persistance: unknown key; did you mean 'persistence'"),
+    ("db_primary: db1", "db_primary: web1", r"settings\.db_primary: 'web1' is not a db VM"),
+    ("    lb: {vcpus: 1, memory: 384MiB}", "    lb: {vcpus: 1, memroy: 384MiB}", r"lab\.roles\.lb\.memroy: unknown key"),
+])
+def test_role_settings_errors(write, old, new, expected):
+    with pytest.raises(InputError) as e:
+        load_cluster(moodle_with(write, old, new))
+    assert re.search(expected, str(e.value)), str(e.value)
+    assert "moodle.yaml:" in str(e.value)
+
+
+def test_probe_scripts_are_symmetric():
+    lvs = topology.lvs(load_cluster(MOODLE))
+    p = Probe(lvs, lvs.directors[1])
+    up, down = p.setup_script(), p.teardown_script()
+    assert "ip neigh replace proxy 10.20.0.250 dev eth0" in up and "ip neigh del proxy 10.20.0.250 dev eth0" in down
+    assert "ip netns add vmbprobe" in up and "ip netns del vmbprobe" in down
+    assert up.startswith(down)        # setup clears leftovers of an interrupted run first
+
+
+def test_parse_loop_counts_and_gap():
+    log = "100.0 ok\n100.5 ok\n101.0 fail\n101.5 fail\n104.0 ok\n104.2 ok\ndone\n"
+    assert parse_loop(log) == (6, 2, pytest.approx(3.5))
+    assert parse_loop("") == (0, 0, 0.0)
+
+
+def test_moodle_source_and_site(write):
+    cluster = load_cluster(MOODLE)
+    files, _ = seed(cluster, "web1")
+    assert "SRC=none" in files["/usr/local/sbin/vmbuild-moodle-code"]
+    assert "DocumentRoot /var/www/moodle" in files["/etc/apache2/sites-available/moodle.conf"]
+    url = "https://download.example/moodle-4.5.tgz"
+    files, _ = seed(load_cluster(moodle_with(write, "source: none", f"source: {url}")), "web1")
+    assert f"SRC={url}" in files["/usr/local/sbin/vmbuild-moodle-code"]
+
+
+def test_time_source_is_the_first_vm_unless_named(write):
+    cluster = load_cluster(MOODLE)
+    lb1, _ = seed(cluster, "lb1")
+    db2, _ = seed(cluster, "db2")
+    assert "local stratum 10" in lb1["/etc/chrony/conf.d/vmbuild.conf"]
+    assert "allow 10.10.0.0/24" in lb1["/etc/chrony/conf.d/vmbuild.conf"]
+    assert "server 10.10.0.11 iburst" in db2["/etc/chrony/conf.d/vmbuild.conf"]    # lb1 on db2's network
+    named = load_cluster(moodle_with(write, "db_primary: db1", "db_primary: db1\n  time_source: file2"))
+    web1, _ = seed(named, "web1")
+    assert "server 10.10.0.42 iburst" in web1["/etc/chrony/conf.d/vmbuild.conf"]
+    with pytest.raises(InputError, match=r"settings\.time_source: 'nosuch' is not a VM of this file"):
+        load_cluster(moodle_with(write, "db_primary: db1", "db_primary: db1\n  time_source: nosuch"))

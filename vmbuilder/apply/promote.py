@@ -1,0 +1,81 @@
+"""Promote a MariaDB replica to primary (the documented failover step for the db role).
+
+1. If the old primary answers: make it read-only (persistently), then wait until the replica
+   has applied everything the primary wrote (its GTID position reached). If it does not
+   answer, what it wrote and had not yet sent is lost; the replica's position says how far
+   it got.
+2. On the replica: stop replication, forget the primary, make it writable (persistently).
+3. On every web server: point Moodle's config.php and the health page at the new primary
+   and drop the read-only replica option (nobody replicates from the new primary yet).
+
+The cluster file still names the old primary until the user sets settings.db_primary; the
+command says so, because a rebuild renders from the file.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from vmbuilder import topology
+from vmbuilder.errors import OperationError
+from vmbuilder.model import Cluster
+from vmbuilder.verify.guests import Guests
+
+Say = Callable[[str, str, str], None]
+ROLE_CNF = "/etc/mysql/mariadb.conf.d/61-vmbuild-promotion.cnf"
+
+
+def _sql(g: Guests, vm: str, sql: str, timeout: float = 60) -> tuple[int, str, str]:
+    return g.sh(vm, f"mariadb -N -e \"{sql}\"", timeout=timeout)
+
+
+def _persist_read_only(value: int) -> str:
+    return f"printf '[mysqld]\\nread_only = {value}\\n' > {ROLE_CNF}"
+
+
+def promote(cluster: Cluster, g: Guests, new: str, say: Say, catch_up_timeout: float = 120.0) -> dict:
+    old = topology.db_primary(cluster)
+    target = next((v for v in topology.role_vms(cluster, "db") if v.name == new), None)
+    if target is None:
+        raise OperationError(f"{new} is not a db VM of cluster {cluster.name}")
+    if old is not None and old.name == new:
+        raise OperationError(f"{new} is already the primary in {cluster.source}")
+    code, out, err = _sql(g, new, "SELECT @@read_only")
+    if code != 0:
+        raise OperationError(f"{new}: MariaDB does not answer: {(err or out).strip()[:200]}")
+    result = {"old_primary": old.name if old else None, "new_primary": new, "old_reachable": False}
+    if old is not None:
+        code, pos, _ = _sql(g, old.name, "SET GLOBAL read_only = 1; SELECT @@gtid_binlog_pos", timeout=30)
+        if code == 0:
+            g.sh(old.name, _persist_read_only(1))
+            result["old_reachable"] = True
+            pos = pos.strip()
+            say(old.name, "read-only", f"writes stopped at GTID {pos or '(none)'}")
+            started = time.monotonic()
+            while True:
+                c, applied, _ = _sql(g, new, f"SELECT MASTER_GTID_WAIT('{pos}', 5)", timeout=30)
+                if c == 0 and applied.strip() == "0":
+                    break
+                if time.monotonic() - started > catch_up_timeout:
+                    raise OperationError(f"{new} has not caught up with {old.name} (GTID {pos}) after "
+                                         f"{catch_up_timeout:.0f}s; {old.name} is read-only now, nothing else changed")
+            say(new, "caught up", f"applied everything up to {pos or '(none)'}")
+        else:
+            _, status, _ = g.sh(new, "mariadb -e 'SHOW SLAVE STATUS\\G' | grep -E 'Gtid_IO_Pos|Slave_IO_Running'")
+            say(old.name, "unreachable", "transactions it had not sent to the replica are lost; "
+                f"{new} got: {' '.join(status.split())}")
+    code, _, err = _sql(g, new, "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0")
+    if code != 0:
+        raise OperationError(f"{new}: could not stop replication and open for writes: {err.strip()[:200]}")
+    g.sh(new, _persist_read_only(0))
+    say(new, "primary", "replication stopped, writable")
+    new_ip = topology.first_ip(target)
+    for web in (v.name for v in topology.role_vms(cluster, "web")):
+        code, _, err = g.sh(web, f"echo {new_ip} > /etc/vmbuild/dbhost && "
+                                 f"sed -i -e \"s/^\\$CFG->dbhost .*/\\$CFG->dbhost    = '{new_ip}';/\" "
+                                 f"-e \"s/, 'readonly' => array(.*));\\$/);/\" /var/www/moodle/config.php")
+        if code != 0:
+            say(web, "not updated", f"point config.php at {new_ip} by hand: {err.strip()[:160]}")
+        else:
+            say(web, "config.php", f"dbhost {new_ip}")
+    return result

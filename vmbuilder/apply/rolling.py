@@ -1,0 +1,110 @@
+"""Rolling update of the web tier behind the LVS directors, one web server at a time:
+drain it at the directors, let its open connections finish, rebuild it, check its health,
+put it back. Clients never meet a server that is going away (see cloudinit/lb: a drained
+server stays in the table at weight 0, and its persistence entries expire).
+
+Moodle's maintenance mode brackets the whole update when Moodle's code is installed.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from vmbuilder.errors import OperationError
+from vmbuilder.topology import Lvs, Member
+from vmbuilder.verify.guests import Guests
+from vmbuilder.verify.lvs import holder, ipvs_table
+
+Say = Callable[[str, str, str], None]
+MOODLE_CLI = "/var/www/moodle/admin/cli"
+PHP_AS_WEB = "su -s /bin/sh www-data -c "
+
+
+def _reachable(g: Guests, lvs: Lvs) -> list[Member]:
+    return [d for d in lvs.directors if g.sh(d.vm, "true", timeout=10)[0] == 0]
+
+
+def _wait(what: str, test: Callable[[], bool], timeout: float, every: float = 1.0) -> float:
+    started = time.monotonic()
+    while not test():
+        if time.monotonic() - started > timeout:
+            raise OperationError(f"{what}: not after {timeout:.0f}s")
+        time.sleep(every)
+    return time.monotonic() - started
+
+
+def set_drained(g: Guests, lvs: Lvs, rs: Member, drained: bool) -> list[Member]:
+    """Mark RS drained (or not) on every reachable director; wait until each applied it."""
+    directors = _reachable(g, lvs)
+    if not directors:
+        raise OperationError(f"{rs.vm}: no director answers; cannot drain or restore it")
+    flag = f"/etc/keepalived/drain/{rs.ip}"
+    for d in directors:
+        code, _, err = g.sh(d.vm, f"mkdir -p /etc/keepalived/drain && touch {flag}" if drained else f"rm -f {flag}")
+        if code != 0:
+            raise OperationError(f"{d.vm}: cannot {'drain' if drained else 'restore'} {rs.vm}: {err.strip()[:200]}")
+
+    def applied(d: Member) -> bool:
+        w = (ipvs_table(g, d, lvs) or {}).get(rs.ip, {}).get("weight")
+        return (w in (0, None)) if drained else bool(w)
+    for d in directors:
+        _wait(f"{d.vm}: {rs.vm} {'drained' if drained else 'back in service'}", lambda: applied(d), 90)
+    return directors
+
+
+def wait_idle(g: Guests, lvs: Lvs, rs: Member, timeout: float = 120.0) -> float:
+    """Until the VIP holder has no open connection to RS (requests in flight finish)."""
+    held, _ = holder(g, lvs)
+
+    def idle() -> bool:
+        return all(not (ipvs_table(g, d, lvs) or {}).get(rs.ip, {}).get("active") for d in held)
+    return _wait(f"{rs.vm}: open connections to finish", idle, timeout)
+
+
+def wait_healthy(g: Guests, vm: str, port: int, timeout: float = 600.0) -> float:
+    def ok() -> bool:
+        code, out, _ = g.sh(vm, f"curl -s -o /dev/null --max-time 10 -w '%{{http_code}}' http://127.0.0.1:{port}/health.php",
+                            timeout=30)
+        return code == 0 and out.strip() == "200"
+    return _wait(f"{vm}: health page", ok, timeout, every=3.0)
+
+
+def moodle_installed(g: Guests, vm: str) -> bool:
+    return g.sh(vm, f"test -f {MOODLE_CLI}/maintenance.php")[0] == 0
+
+
+def moodle_cli(g: Guests, vm: str, script: str) -> None:
+    code, out, err = g.sh(vm, PHP_AS_WEB + f"'php {MOODLE_CLI}/{script}'", timeout=900)
+    if code != 0:
+        raise OperationError(f"{vm}: php {MOODLE_CLI}/{script} exited {code}: {(err or out).strip()[:300]}")
+
+
+def rolling_update(g: Guests, lvs: Lvs | None, webs: list[str], rebuild: Callable[[str], None], say: Say) -> dict:
+    """Update WEBS one by one; REBUILD(vm) recreates one VM and returns when it is ready."""
+    members = {m.vm: m for m in (lvs.real_servers if lvs else ())}
+    moodle = moodle_installed(g, webs[0])
+    say(webs[0], "moodle", "maintenance mode on" if moodle else "Moodle's code is not installed: no maintenance mode")
+    if moodle:
+        moodle_cli(g, webs[0], "maintenance.php --enable")
+    timings = {}
+    for vm in webs:
+        rs = members.get(vm)
+        started = time.monotonic()
+        if rs:
+            set_drained(g, lvs, rs, True)
+            say(vm, "drain", "weight 0 on the directors; waiting for its open connections")
+            wait_idle(g, lvs, rs)
+        else:
+            say(vm, "drain", "not behind the directors (no address on the VIP's network)")
+        rebuild(vm)
+        waited = wait_healthy(g, vm, lvs.port if lvs else 80)
+        say(vm, "health", f"health page answers (after {waited:.0f}s)")
+        if rs:
+            set_drained(g, lvs, rs, False)
+            say(vm, "restore", "back in service on the directors")
+        timings[vm] = round(time.monotonic() - started, 1)
+    if moodle:
+        moodle_cli(g, webs[0], "upgrade.php --non-interactive")
+        moodle_cli(g, webs[0], "maintenance.php --disable")
+        say(webs[0], "moodle", "upgraded; maintenance mode off")
+    return timings

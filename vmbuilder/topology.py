@@ -1,0 +1,111 @@
+"""Who does what in a role cluster, derived from the model: the DB primary, the file server
+the web servers mount, the LVS virtual IP with its directors and real servers, and the test
+client addresses `verify` borrows on the VIP's network. Pure; no I/O.
+
+The seed templates, `verify`, `update` and `db promote` all ask this module, so they never
+disagree about which VM is the primary or which address is the VIP.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass
+
+from vmbuilder.model import VM, Cluster
+
+
+@dataclass(frozen=True)
+class Member:
+    vm: str
+    ip: str           # its address on the VIP's network
+    device: str       # its NIC there, as the guest names it (ethN, in NIC order)
+
+
+@dataclass(frozen=True)
+class Lvs:
+    vip: str
+    network: str
+    prefix: int
+    router_id: int                  # VRRP virtual_router_id: from the cluster name, 1..254
+    directors: tuple[Member, ...]
+    real_servers: tuple[Member, ...]
+    probe_ips: tuple[str, ...]      # free addresses a test client borrows (see verify.lvs)
+    port: int = 80
+    persistence: int = 1800
+
+
+def role_vms(cluster: Cluster, role: str) -> list[VM]:
+    return [vm for vm in cluster.vms if vm.role == role]
+
+
+def db_primary(cluster: Cluster) -> VM | None:
+    """settings.db_primary names it (after a promotion); otherwise the first db VM."""
+    dbs = role_vms(cluster, "db")
+    named = cluster.settings.get("db_primary")
+    return next((vm for vm in dbs if vm.name == named), dbs[0] if dbs else None)
+
+
+def db_replicas(cluster: Cluster) -> list[VM]:
+    primary = db_primary(cluster)
+    return [vm for vm in role_vms(cluster, "db") if vm is not primary]
+
+
+def time_source(cluster: Cluster) -> VM | None:
+    """The VM that serves time to the others (settings.time_source, else the first VM): the
+    cluster stays in step with itself even where no outside NTP server is reachable."""
+    named = cluster.settings.get("time_source")
+    return next((vm for vm in cluster.vms if vm.name == named), cluster.vms[0] if cluster.vms else None)
+
+
+def address_for(source: VM, client: VM) -> str | None:
+    """SOURCE's address on a network CLIENT is also on."""
+    mine = {n.network for n in client.nics}
+    return next((str(n.ip.ip) for n in source.nics if n.network in mine and n.ip), None)
+
+
+def first_ip(vm: VM) -> str | None:
+    return next((str(n.ip.ip) for n in vm.nics if n.ip), None)
+
+
+def _member(vm: VM, network: str) -> Member | None:
+    for i, nic in enumerate(vm.nics):
+        if nic.network == network and nic.ip is not None:
+            return Member(vm.name, str(nic.ip.ip), f"eth{i}")
+    return None
+
+
+def vip_network(cluster: Cluster, vip: ipaddress.IPv4Address) -> str | None:
+    return next((n.name for n in cluster.networks.values() if vip in n.cidr), None)
+
+
+def lvs(cluster: Cluster) -> Lvs | None:
+    """The LVS-DR set-up, or None when the cluster has no lb VMs or no settings.vip."""
+    directors = role_vms(cluster, "lb")
+    vip_text = cluster.settings.get("vip")
+    if not directors or not vip_text:
+        return None
+    vip = ipaddress.IPv4Address(str(vip_text))
+    network = vip_network(cluster, vip)
+    if network is None:
+        return None
+    net = cluster.networks[network]
+    lb = cluster.settings.get("lb") or {}
+    probes = tuple(str(p) for p in lb.get("probe_ips") or ()) or default_probe_ips(cluster, network, vip)
+    router_id = 1 + int.from_bytes(hashlib.sha256(cluster.name.encode()).digest()[:2], "big") % 254
+    members = lambda vms: tuple(m for m in (_member(v, network) for v in vms) if m)
+    return Lvs(vip=str(vip), network=network, prefix=net.cidr.prefixlen, router_id=router_id,
+               directors=members(directors), real_servers=members(role_vms(cluster, "web")),
+               probe_ips=probes, persistence=int(lb.get("persistence", 1800)))
+
+
+def used_ips(cluster: Cluster, network: str) -> set[ipaddress.IPv4Address]:
+    net = cluster.networks[network]
+    used = {n.ip.ip for vm in cluster.vms for n in vm.nics if n.network == network and n.ip}
+    return used | ({net.gateway} if net.gateway else set()) | ({net.host_ip} if net.host_ip else set())
+
+
+def default_probe_ips(cluster: Cluster, network: str, vip: ipaddress.IPv4Address, count: int = 2) -> tuple[str, ...]:
+    """The highest free host addresses of the VIP's network (…254, …253 in a /24)."""
+    taken = used_ips(cluster, network) | {vip}
+    free = (a for a in reversed(list(cluster.networks[network].cidr.hosts())) if a not in taken)
+    return tuple(str(a) for _, a in zip(range(count), free))

@@ -1,0 +1,118 @@
+"""`verify --failover`: take the active director away and time how long the VIP is silent;
+take the DB primary away and show the replica's state with the promotion command. Both VMs
+are powered off hard (as a crash or a dead host would), then started again.
+
+The director comes back as the backup (keepalived nopreempt): the VIP stays where it went.
+The DB primary comes back as the primary; its replica reconnects by itself.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from vmbuilder import topology
+from vmbuilder.model import Cluster
+from vmbuilder.render import names
+from vmbuilder.verify.guests import Guests
+from vmbuilder.verify.lvs import LOOP_LOG, Probe, holder, parse_loop
+from vmbuilder.verify.report import Check, first_line
+
+Say = Callable[[str, str], None]
+LB_WINDOW = 60          # seconds of requests around the director's loss
+
+
+def _power(g: Guests, cluster: Cluster, vm: str, on: bool) -> None:
+    dom = g.hv(vm).domain(names.domain(cluster, cluster.vm(vm)))
+    if on and not dom.isActive():
+        dom.create()
+    elif not on and dom.isActive():
+        dom.destroy()
+
+
+def _wait_agent(g: Guests, vm: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if g.sh(vm, "true", timeout=10)[0] == 0:
+            return True
+        time.sleep(3)
+    return False
+
+
+def lb_failover(cluster: Cluster, g: Guests, say: Say) -> list[Check]:
+    lvs = topology.lvs(cluster)
+    if lvs is None or len(lvs.directors) < 2:
+        return []
+    held, _ = holder(g, lvs)
+    if len(held) != 1:
+        return [Check("failover: VIP moves to the other director", False,
+                      f"VIP held by {', '.join(h.vm for h in held) or 'none'} before the test")]
+    active = held[0]
+    survivor = next(d for d in lvs.directors if d != active)
+    probe = Probe(lvs, survivor)
+    code, _, err = g.sh(survivor.vm, probe.setup_script() + "\n" + probe.loop_script(LB_WINDOW))
+    if code != 0:
+        g.sh(survivor.vm, probe.teardown_script())
+        return [Check("failover: VIP moves to the other director", False, f"test client: {first_line(err)}")]
+    try:
+        time.sleep(5)
+        say(active.vm, f"powered off (the VIP holder); a client in {survivor.vm} keeps requesting")
+        _power(g, cluster, active.vm, on=False)
+        time.sleep(LB_WINDOW - 5)
+        log = ""
+        for _ in range(20):
+            _, log, _ = g.sh(survivor.vm, f"cat {LOOP_LOG}")
+            if log.rstrip().endswith("done"):
+                break
+            time.sleep(1)
+        sent, failed, gap = parse_loop(log)
+        moved = [h.vm for h in holder(g, lvs)[0]]
+        tail_ok = [l for l in log.splitlines() if l.endswith(" ok") or l.endswith(" fail")][-5:]
+        serving = bool(tail_ok) and all(l.endswith(" ok") for l in tail_ok)
+        out = [Check(f"failover: {survivor.vm} holds the VIP after {active.vm} died", moved == [survivor.vm],
+                     f"VIP on {', '.join(moved) or 'none'}"),
+               Check(f"failover: the VIP serves through {survivor.vm}", serving and sent > 0,
+                     f"{sent} requests in {LB_WINDOW}s, {failed} failed; the VIP was silent for "
+                     f"{gap:.1f}s at most")]
+    finally:
+        g.sh(survivor.vm, probe.teardown_script())
+        say(active.vm, "started again; it rejoins as the backup director")
+        _power(g, cluster, active.vm, on=True)
+    back = _wait_agent(g, active.vm, 300)
+    out.append(Check(f"failover: {active.vm} is back", back, "agent answers" if back else "no agent after 300s"))
+    return out
+
+
+def db_failover(cluster: Cluster, g: Guests, say: Say) -> list[Check]:
+    primary, replicas = topology.db_primary(cluster), topology.db_replicas(cluster)
+    if primary is None or not replicas:
+        return []
+    replica = replicas[0].name
+    say(primary.name, "powered off (the DB primary)")
+    _power(g, cluster, primary.name, on=False)
+    try:
+        status, started = {}, time.monotonic()
+        while time.monotonic() - started < 90:
+            code, res, _ = g.sh(replica, "mariadb -e 'SHOW SLAVE STATUS\\G'")
+            status = {k.strip(): v.strip() for k, _, v in (l.partition(":") for l in res.splitlines()) if v}
+            if status.get("Slave_IO_Running") in ("Connecting", "No"):
+                break
+            time.sleep(3)
+        code, ro, _ = g.sh(replica, "mariadb -N -e 'SELECT @@read_only'")
+        lost = status.get("Slave_IO_Running") in ("Connecting", "No")
+        out = [Check(f"failover: {replica} sees {primary.name} gone and keeps its data (read-only)",
+                     lost and status.get("Slave_SQL_Running") == "Yes" and ro.strip() == "1",
+                     f"IO {status.get('Slave_IO_Running', '?')}, SQL {status.get('Slave_SQL_Running', '?')}, "
+                     f"applied up to GTID {status.get('Gtid_IO_Pos', '?')}; to make it the primary: "
+                     f"vmbuild db promote {cluster.source} {replica}")]
+    finally:
+        say(primary.name, "started again; the replica reconnects to it")
+        _power(g, cluster, primary.name, on=True)
+    deadline, back = time.monotonic() + 300, False
+    while time.monotonic() < deadline and not back:
+        code, res, _ = g.sh(replica, "mariadb -e 'SHOW SLAVE STATUS\\G' | grep -c 'Running: Yes'")
+        back = code == 0 and res.strip() == "2"
+        if not back:
+            time.sleep(5)
+    out.append(Check(f"failover: {replica} replicates from {primary.name} again after its restart", back,
+                     "IO and SQL running" if back else "not after 300s"))
+    return out
