@@ -98,6 +98,15 @@ def lvs(cluster: Cluster) -> Lvs | None:
                probe_ips=probes, persistence=int(lb.get("persistence", 1800)))
 
 
+def vip_names(cluster: Cluster) -> list[str]:
+    """The names clients use for the VIP: wwwroot's host, and its first label."""
+    from urllib.parse import urlparse
+
+    wwwroot = str((cluster.settings.get("moodle") or {}).get("wwwroot") or "")
+    host = urlparse(wwwroot).hostname if "://" in wwwroot else None
+    return [host, host.split(".")[0]] if host and "." in host else ([host] if host else [])
+
+
 def used_ips(cluster: Cluster, network: str) -> set[ipaddress.IPv4Address]:
     net = cluster.networks[network]
     used = {n.ip.ip for vm in cluster.vms for n in vm.nics if n.network == network and n.ip}

@@ -146,3 +146,9 @@ def test_time_source_is_the_first_vm_unless_named(write):
     assert "server 10.10.0.42 iburst" in web1["/etc/chrony/conf.d/vmbuild.conf"]
     with pytest.raises(InputError, match=r"settings\.time_source: 'nosuch' is not a VM of this file"):
         load_cluster(moodle_with(write, "db_primary: db1", "db_primary: db1\n  time_source: nosuch"))
+
+
+def test_wwwroot_name_resolves_to_the_vip():
+    _, doc = seed(load_cluster(MOODLE), "db1")
+    hosts = next(f["content"] for f in doc["write_files"] if f["path"] == "/etc/vmbuild/cluster-hosts")
+    assert "10.20.0.10 moodle.moodle.internal moodle" in hosts

@@ -70,11 +70,11 @@ def verify(file: str, lab: bool, failover: bool, as_json: bool) -> None:
     with Guests(cluster, {h: t.uri for h, t in targets.items()}) as g:
         if failover:
             from vmbuilder.apply.lock import cluster_lock
-            from vmbuilder.verify.failover import db_failover, lb_failover
+            from vmbuilder.verify.failover import run_failover
 
             say = (lambda vm, what: None) if as_json else (lambda vm, what: click.echo(f"{vm}: {what}", err=True))
             with cluster_lock(cluster.name, "verify --failover"):
-                checks = lb_failover(cluster, g, say) + db_failover(cluster, g, say)
+                checks = run_failover(cluster, g, say)
             if not checks:
                 raise OperationError("--failover needs two lb VMs or a db primary with a replica; "
                                      f"{cluster.source} has neither")

@@ -96,7 +96,8 @@ def cluster_facts(cluster: Cluster, root: Path | None = None) -> ClusterFacts:
             "db_replicas": [by_name[v.name] for v in topology.db_replicas(cluster)],
             "file_primary": by_name[files[0].name] if files else None,
             "file_peers": [by_name[v.name] for v in files[1:]],
-            "lvs": asdict(lvs) if lvs else None}
+            "lvs": asdict(lvs) if lvs else None,
+            "vip_names": topology.vip_names(cluster) if lvs else []}
     return ClusterFacts(peers, by_role, index, networks, _environment(root or paths.data_dir("cloudinit")), topo)
 
 

@@ -29,10 +29,11 @@ def _power(g: Guests, cluster: Cluster, vm: str, on: bool) -> None:
         dom.destroy()
 
 
-def _wait_agent(g: Guests, vm: str, timeout: float) -> bool:
+def _wait_back(g: Guests, vm: str, timeout: float) -> bool:
+    """Booted to the end: cloud-init's last stage of this boot has written its result."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if g.sh(vm, "true", timeout=10)[0] == 0:
+        if g.sh(vm, "test -s /run/cloud-init/result.json", timeout=10)[0] == 0:
             return True
         time.sleep(3)
     return False
@@ -77,9 +78,22 @@ def lb_failover(cluster: Cluster, g: Guests, say: Say) -> list[Check]:
         g.sh(survivor.vm, probe.teardown_script())
         say(active.vm, "started again; it rejoins as the backup director")
         _power(g, cluster, active.vm, on=True)
-    back = _wait_agent(g, active.vm, 300)
-    out.append(Check(f"failover: {active.vm} is back", back, "agent answers" if back else "no agent after 300s"))
     return out
+
+
+def director_back(cluster: Cluster, g: Guests) -> list[Check]:
+    """After lb_failover (and whatever ran while it booted): both directors answer again."""
+    lvs = topology.lvs(cluster)
+    out = []
+    for d in (lvs.directors if lvs and len(lvs.directors) > 1 else ()):
+        back = _wait_back(g, d.vm, 400)
+        out.append(Check(f"failover: {d.vm} is up", back, "booted, cloud-init done" if back else "not booted after 400s"))
+    return out
+
+
+def run_failover(cluster: Cluster, g: Guests, say: Say) -> list[Check]:
+    """The director first, then the DB primary while the director boots again."""
+    return lb_failover(cluster, g, say) + db_failover(cluster, g, say) + director_back(cluster, g)
 
 
 def db_failover(cluster: Cluster, g: Guests, say: Say) -> list[Check]:
@@ -115,4 +129,6 @@ def db_failover(cluster: Cluster, g: Guests, say: Say) -> list[Check]:
             time.sleep(5)
     out.append(Check(f"failover: {replica} replicates from {primary.name} again after its restart", back,
                      "IO and SQL running" if back else "not after 300s"))
+    booted = _wait_back(g, primary.name, 400)
+    out.append(Check(f"failover: {primary.name} is up", booted, "booted, cloud-init done" if booted else "not booted after 400s"))
     return out
