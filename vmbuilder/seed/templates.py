@@ -115,6 +115,9 @@ def _context(cluster: Cluster, vm: VM, secrets: Mapping[str, Any], facts: Cluste
             "peers": hosts_block, "roles": facts.by_role, "secrets": dict(secrets),
             "topology": facts.topology,
             "time": _time_context(cluster, vm),
+            # NAS pools this VM serves to the hypervisors (storage.<pool>.served_by)
+            "serves_pools": [{"name": p.name, "export": p.export} for p in cluster.pools.values()
+                             if vm.name in p.served_by and p.export],
             "packages_baked": image.recipe is not None,
             "networks": facts.networks,
             "ssh_authorized_keys": list(vm.ssh_authorized_keys)}
