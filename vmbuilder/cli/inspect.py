@@ -70,7 +70,7 @@ def verify(file: str, lab: bool, failover: bool, as_json: bool) -> None:
     with Guests(cluster, {h: t.uri for h, t in targets.items()}) as g:
         if failover:
             from vmbuilder.apply.lock import cluster_lock
-            from vmbuilder.verify.failover import run_failover
+            from vmbuilder.apply.failover import run_failover
 
             say = (lambda vm, what: None) if as_json else (lambda vm, what: click.echo(f"{vm}: {what}", err=True))
             with cluster_lock(cluster.name, "verify --failover"):

@@ -22,11 +22,13 @@ LB_WINDOW = 60          # seconds of requests around the director's loss
 
 
 def _power(g: Guests, cluster: Cluster, vm: str, on: bool) -> None:
-    dom = g.hv(vm).domain(names.domain(cluster, cluster.vm(vm)))
+    hv, libname = g.hv(vm), names.domain(cluster, cluster.vm(vm))
+    dom = hv.domain(libname)
     if on and not dom.isActive():
-        dom.create()
+        hv.call("starting domain", libname, dom.create, mutate=True)
     elif not on and dom.isActive():
-        dom.destroy()
+        # a hard power-off on purpose: the failure being rehearsed is a crash or a dead host
+        hv.call("powering off domain", libname, dom.destroy, mutate=True)
 
 
 def _wait_back(g: Guests, vm: str, timeout: float) -> bool:
