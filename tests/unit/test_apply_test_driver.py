@@ -189,13 +189,13 @@ def test_second_run_on_a_busy_cluster_is_told_who_holds_it(tmp_path, monkeypatch
 
 def test_up_on_an_unreachable_host_is_one_line_and_creates_nothing(write, tmp_path, monkeypatch):
     monkeypatch.setenv("VMBUILD_STATE", str(tmp_path))
-    monkeypatch.setenv("VMBUILD_CACHE", str(tmp_path / "cache"))   # an image build would show up here
+    monkeypatch.setenv("VMBUILD_CACHE", str(tmp_path / "cache"))   # an image build would show up in images/
     path = write(CLUSTER.replace("test:///default", f"qemu+unix:///system?socket={tmp_path}/no-such.sock"))
     r = CliRunner().invoke(cli, ["up", str(path)])
     assert r.exit_code != 0
     assert "Traceback" not in r.output and "hv1" in r.output and "no-such.sock" in r.output, r.output
     assert "nothing was created on any host" in r.output
-    assert not (tmp_path / "cache").exists()
+    assert not (tmp_path / "cache" / "images").exists()
 
 
 def test_plan_of_a_converged_host_is_empty_and_one_edit_is_one_change(conn, cluster, write):

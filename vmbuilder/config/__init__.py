@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from vmbuilder.config import crosscheck, placement, rolesettings, sections
+from vmbuilder.config import cloudschema, crosscheck, grammar, placement, rolesettings, sections
 from vmbuilder.config.body import BODY_KEYS, VM_KEYS, check_body
 from vmbuilder.config.checks import Checker
 from vmbuilder.config.merge import Merged, merge_layers
@@ -17,6 +17,21 @@ from vmbuilder.model import Accel, Cluster
 TOP_KEYS = ("name", "description", "accel", "prefix", "profiles", "timezone", "domain", "hosts",
             "networks", "storage", "images", "defaults", "roles", "vms", "settings", "lab")
 LAB_KEYS = ("roles",)
+# cloud-config keys the role templates fill with lists: a scalar there would replace the role's
+LIST_KEYS = ("runcmd", "bootcmd", "write_files", "packages", "ssh_authorized_keys", "mounts", "users")
+
+
+def _check_cloud_init(ck: Checker, merged: Merged, schema: dict | None, vm: str, home: str) -> None:
+    """A VM's own cloud-config (all its layers merged) against cloud-init's schema; without
+    the schema, at least the shapes vmbuild's templates rely on."""
+    doc = merged.data.get("cloud_init")
+    if not isinstance(doc, dict):
+        return
+    found = list(cloudschema.problems(schema, doc)) if schema is not None else [
+        cloudschema.SchemaProblem((k,), f"must be a list, not {type(doc[k]).__name__}")
+        for k in LIST_KEYS if k in doc and not isinstance(doc[k], list)]
+    for p in found:
+        ck.problems.append(merged.problem(("cloud_init",) + tuple(p.path), p.message, note=f"for vm {vm}", home=home))
 
 
 def load_cluster(path: Path | str, lab: bool = False) -> Cluster:
@@ -31,14 +46,16 @@ def load_cluster(path: Path | str, lab: bool = False) -> Cluster:
     cname = name or "cluster"
     accel = ck.choice(src, ("accel",), top.get("accel", "auto"), [a.value for a in Accel])
     prefix = top.get("prefix", "")
-    if not isinstance(prefix, str) or not re.match(r"^[a-z0-9-]{0,20}$", prefix):
+    if not isinstance(prefix, str) or not re.match(r"^[a-z0-9-]{0,20}\Z", prefix):
         ck.add(src, ("prefix",), f"{prefix!r} must be up to 20 lowercase letters, digits or '-'")
         prefix = ""
-    for key in ("timezone", "domain", "description"):
-        if key in top:
-            ck.text(src, (key,), top[key])
+    if "description" in top:
+        ck.text(src, ("description",), top["description"])
+    timezone = ck.grammar(src, ("timezone",), top["timezone"], grammar.timezone) if "timezone" in top else "Etc/UTC"
+    domain = (ck.grammar(src, ("domain",), top["domain"], lambda v: grammar.hostname(v, "DNS domain"))
+              if "domain" in top else f"{cname}.internal")
     for key in ("settings", "roles"):
-        if key in top and not isinstance(top[key], dict):
+        if top.get(key) is not None and not isinstance(top[key], dict):
             ck.add(src, (key,), "must be a mapping")
     hosts = sections.hosts(ck, src, top.get("hosts"))
     networks = sections.networks(ck, src, top.get("networks"), cname)
@@ -71,6 +88,7 @@ def load_cluster(path: Path | str, lab: bool = False) -> Cluster:
         if not profiles.exists(role):
             ck.add(src, ("lab", "roles", role), _unknown("role profile", role, available(dirs)))
 
+    ci_schema = cloudschema.load() if any(isinstance(e, dict) for e in top.get("vms") or []) else None
     builder = VMBuilder(cname, src.file, hosts, networks, pools, images, declared)
     built: list[tuple[int, Merged, object]] = []
     seen: dict[str, int] = {}
@@ -102,6 +120,7 @@ def load_cluster(path: Path | str, lab: bool = False) -> Cluster:
         layers.append((src, p, entry))
         merged = merge_layers(layers)
         merged.data["role"] = role
+        _check_cloud_init(ck, merged, ci_schema, vm_name, src.file)
         vm = builder.build(i, merged)
         if vm is not None:
             built.append((i, merged, vm))
@@ -125,14 +144,12 @@ def load_cluster(path: Path | str, lab: bool = False) -> Cluster:
     crosscheck.addresses(vms, report)
     crosscheck.capacity(vms, hosts, report)
     crosscheck.pools(vms, pools, {n: p.hosts for n, p in pools.items()}, report)
-    if isinstance(top.get("settings"), dict):
-        declared_roles = {e["name"]: e.get("role") or "base" for e in entries
-                          if isinstance(e, dict) and isinstance(e.get("name"), str)}
-        rolesettings.check(ck, src, top["settings"], vms, networks, declared_roles)
+    declared_roles = {e["name"]: e.get("role") or "base" for e in entries
+                      if isinstance(e, dict) and isinstance(e.get("name"), str)}
+    settings = rolesettings.check(ck, src, top.get("settings") or {}, vms, networks, declared_roles)
 
     if ck.problems:
         raise InputError(sorted(set(ck.problems), key=lambda p: (p.file != src.file, p.file, p.line, p.key)))
     return Cluster(name=cname, source=str(path), accel=Accel(accel), prefix=prefix, hosts=hosts,
                    networks=networks, pools=pools, images=images, vms=tuple(vms),
-                   settings=top.get("settings") or {}, timezone=top.get("timezone", "Etc/UTC"),
-                   domain=top.get("domain", f"{cname}.internal"))
+                   settings=settings, timezone=timezone, domain=domain)

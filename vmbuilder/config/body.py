@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from vmbuilder.config import grammar
 from vmbuilder.config.checks import Checker
 from vmbuilder.config.yamlsrc import KeyPath, Source
 
@@ -13,8 +14,8 @@ VM_KEYS = ("name", "host", "role") + BODY_KEYS
 PROFILE_KEYS = ("inherits", "description") + BODY_KEYS
 DISK_KEYS = ("name", "size", "pool", "image", "keep")
 NIC_KEYS = ("network", "ip", "mac")
-MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.:=~-]*$")
+MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
+PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.:=~-]*\Z")
 # cloud-init keys vmbuild writes itself; letting a layer set them would silently break readiness
 RESERVED_CLOUD_INIT = ("hostname", "fqdn", "instance-id")
 
@@ -43,8 +44,7 @@ def check_body(ck: Checker, src: Source, path: KeyPath, body: object, allowed: t
                 ck.add(src, path + ("packages", i), f"{pkg!r} is not a Debian package name")
     if "ssh_authorized_keys" in body:
         for i, key in enumerate(ck.seq(src, path + ("ssh_authorized_keys",), body["ssh_authorized_keys"]) or []):
-            if not isinstance(key, str) or not re.match(r"^(ssh-|ecdsa-|sk-)\S+ \S+", key):
-                ck.add(src, path + ("ssh_authorized_keys", i), "is not an SSH public key line (ssh-ed25519 AAAA... comment)")
+            ck.grammar(src, path + ("ssh_authorized_keys", i), key, grammar.ssh_key)
     for key in ("cloud_init", "vars"):
         if key in body and not isinstance(body[key], dict):
             ck.add(src, path + (key,), "must be a mapping")

@@ -7,11 +7,12 @@ import ipaddress
 import re
 from typing import Any, Callable, Iterable
 
+from vmbuilder.config import grammar
 from vmbuilder.config.yamlsrc import KeyPath, Source
 from vmbuilder.errors import Problem
 from vmbuilder.units import SizeError, parse_size
 
-NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?\Z")
 
 
 def _type_name(value: Any) -> str:
@@ -77,10 +78,19 @@ class Checker:
         return value
 
     def text(self, src: Source, path: KeyPath, value: Any) -> str | None:
+        """Free text: one line of printable characters (it lands in XML and YAML)."""
         if not isinstance(value, str) or not value.strip():
             self.add(src, path, f"must be non-empty text, not {_type_name(value)}")
             return None
-        return value
+        return self.grammar(src, path, value, grammar.one_line)
+
+    def grammar(self, src: Source, path: KeyPath, value: Any, rule: Callable[[Any], Any]) -> Any:
+        """VALUE held to RULE (one of config.grammar's); its message becomes the problem."""
+        try:
+            return rule(value)
+        except ValueError as e:
+            self.add(src, path, str(e))
+            return None
 
     def integer(self, src: Source, path: KeyPath, value: Any, lo: int, hi: int) -> int | None:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -134,10 +144,7 @@ class Checker:
             return None
 
     def abspath(self, src: Source, path: KeyPath, value: Any) -> str | None:
-        if not isinstance(value, str) or not value.startswith("/") or "\n" in value:
-            self.add(src, path, f"{_show(value)} must be an absolute path")
-            return None
-        return value.rstrip("/") or "/"
+        return self.grammar(src, path, value, grammar.path)
 
     def each(self, src: Source, path: KeyPath, value: Any, fn: Callable[[Source, KeyPath, Any], Any]) -> list:
         items = self.seq(src, path, value)

@@ -3,28 +3,59 @@ test-client addresses, the named DB primary. Run once the VMs are built."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any
 
+from vmbuilder.config import grammar
 from vmbuilder.config.checks import Checker
 from vmbuilder.config.yamlsrc import Source
 from vmbuilder.model import VM, Network
 
+SETTINGS_KEYS = ("vip", "lb", "db_primary", "time_source", "moodle")
 SETTINGS_LB_KEYS = ("probe_ips", "persistence")
+SETTINGS_MOODLE_KEYS = ("wwwroot", "source", "sha256")
 
 
 def _address(ck: Checker, src: Source, path: tuple, value: Any) -> ipaddress.IPv4Address | None:
-    try:
-        return ipaddress.IPv4Address(str(value))
-    except ValueError:
-        ck.add(src, path, f"{value!r} is not an IPv4 address")
-        return None
+    return ck.ip(src, path, value)
 
 
-def check(ck: Checker, src: Source, settings: dict, vms: list[VM], networks: dict[str, Network],
-          declared_roles: dict[str, str]) -> None:
-    """VMS are those built without problems; DECLARED_ROLES names every VM entry's role, so a
-    VM with a problem of its own does not also make its name look unknown here."""
-    by_role = {}
+def _moodle(ck: Checker, src: Source, raw: Any) -> dict:
+    body = ck.mapping(src, ("settings", "moodle"), raw, SETTINGS_MOODLE_KEYS)
+    if body is None:
+        return {}
+    out = {}
+    p = ("settings", "moodle")
+    if body.get("wwwroot") is not None:
+        out["wwwroot"] = ck.grammar(src, p + ("wwwroot",), body["wwwroot"],
+                                    lambda v: grammar.url(v, ("http", "https"), "wwwroot URL"))
+    source = body.get("source")
+    if source is not None:
+        if source == "none":
+            out["source"] = "none"
+        else:
+            out["source"] = ck.grammar(src, p + ("source",), source,
+                                       lambda v: grammar.url(v, ("http", "https", "file"), "Moodle tarball URL (or none)"))
+    if body.get("sha256") is not None:
+        sha = body["sha256"]
+        if not isinstance(sha, str) or not re.match(r"^[0-9a-fA-F]{64}\Z", sha):
+            ck.add(src, p + ("sha256",), "must be 64 hexadecimal digits")
+        else:
+            out["sha256"] = sha.lower()
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def check(ck: Checker, src: Source, raw: Any, vms: list[VM], networks: dict[str, Network],
+          declared_roles: dict[str, str]) -> dict:
+    """Check `settings:` and return it normalised (URLs re-serialised, unknown keys dropped
+    after being reported). VMS are those built without problems; DECLARED_ROLES names every
+    VM entry's role, so a VM with a problem of its own does not also make its name look
+    unknown here."""
+    settings = ck.mapping(src, ("settings",), raw, SETTINGS_KEYS) if raw != {} else {}
+    if settings is None:
+        return {}
+    out: dict[str, Any] = {}
+    by_role: dict[str, list] = {}
     for vm in vms:
         by_role.setdefault(vm.role, []).append(vm)
     used = {(n.network, n.ip.ip): vm.name for vm in vms for n in vm.nics if n.ip}
@@ -32,6 +63,7 @@ def check(ck: Checker, src: Source, settings: dict, vms: list[VM], networks: dic
     if settings.get("vip") is not None:
         vip = _address(ck, src, ("settings", "vip"), settings["vip"])
         if vip is not None:
+            out["vip"] = str(vip)
             vip_net = next((n for n in networks.values() if vip in n.cidr), None)
             if vip_net is None:
                 ck.add(src, ("settings", "vip"), f"{vip} is in none of the networks "
@@ -51,20 +83,38 @@ def check(ck: Checker, src: Source, settings: dict, vms: list[VM], networks: dic
     lb = settings.get("lb")
     if lb is not None:
         lb = ck.mapping(src, ("settings", "lb"), lb, SETTINGS_LB_KEYS)
-    for i, p in enumerate((lb or {}).get("probe_ips") or []):
+    lb_out: dict[str, Any] = {}
+    probes_raw = (lb or {}).get("probe_ips")
+    probes = ck.seq(src, ("settings", "lb", "probe_ips"), probes_raw) if probes_raw is not None else None
+    if probes is not None:
+        lb_out["probe_ips"] = []
+        if not 1 <= len(probes) <= 4:
+            ck.add(src, ("settings", "lb", "probe_ips"), f"needs 1 to 4 addresses, not {len(probes)}")
+    for i, p in enumerate(probes or []):
         addr = _address(ck, src, ("settings", "lb", "probe_ips", i), p)
-        if addr is None or vip_net is None:
+        if addr is None:
+            continue
+        lb_out["probe_ips"].append(str(addr))
+        if vip_net is None:
             continue
         if addr not in vip_net.cidr:
             ck.add(src, ("settings", "lb", "probe_ips", i), f"{addr} is outside network {vip_net.name!r} ({vip_net.cidr})")
         elif (vip_net.name, addr) in used:
             ck.add(src, ("settings", "lb", "probe_ips", i), f"{addr} is already the address of {used[(vip_net.name, addr)]}")
-    if lb and "persistence" in lb and (not isinstance(lb["persistence"], int) or lb["persistence"] < 0):
-        ck.add(src, ("settings", "lb", "persistence"), f"{lb['persistence']!r} must be a whole number of seconds")
-    named = settings.get("db_primary")
-    source = settings.get("time_source")
-    if source is not None and source not in declared_roles:
-        ck.add(src, ("settings", "time_source"), f"{source!r} is not a VM of this file")
+    if lb and "persistence" in lb:
+        lb_out["persistence"] = ck.integer(src, ("settings", "lb", "persistence"), lb["persistence"], 0, 86400)
+    if lb is not None:
+        out["lb"] = lb_out
     dbs = [name for name, role in declared_roles.items() if role == "db"]
-    if named is not None and named not in dbs:
-        ck.add(src, ("settings", "db_primary"), f"{named!r} is not a db VM (db VMs: {', '.join(dbs) or 'none'})")
+    for key, candidates, what in (("db_primary", dbs, "a db VM"), ("time_source", list(declared_roles), "a VM of this file")):
+        value = settings.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or value not in candidates:
+            ck.add(src, ("settings", key), f"{value!r} is not {what}" +
+                   (f" ({key == 'db_primary' and 'db VMs' or 'VMs'}: {', '.join(candidates) or 'none'})"))
+        else:
+            out[key] = value
+    if settings.get("moodle") is not None:
+        out["moodle"] = _moodle(ck, src, settings["moodle"])
+    return out

@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 
 from vmbuilder import identity
+from vmbuilder.config import grammar
 from vmbuilder.config.checks import Checker
 from vmbuilder.config.yamlsrc import Source
 from vmbuilder.errors import InputError
 from vmbuilder.image.recipe import load_recipe
 from vmbuilder.model import BootMode, Host, Image, NetMode, Network, Pool, PoolType
 
-URI = re.compile(r"^(qemu|test)(\+(ssh|unix|tcp|tls|libssh|libssh2|ext))?://[^\s]*/(system|session|default)(\?[^\s]*)?$")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 HOST_KEYS = ("uri", "cpus", "memory")
 NETWORK_KEYS = ("mode", "cidr", "gateway", "dhcp", "bridge", "host_ip", "dns", "domain", "mtu")
 POOL_KEYS = ("type", "path", "shared", "external", "server", "export", "nfs_version", "served_by", "hosts")
@@ -25,13 +25,7 @@ def hosts(ck: Checker, src: Source, raw: object) -> dict[str, Host]:
         p = ("hosts", name)
         if ck.mapping(src, p, body, HOST_KEYS, required=("uri",)) is None:
             continue
-        uri = body.get("uri")
-        if uri is not None and (not isinstance(uri, str) or not URI.match(uri)):
-            ck.add(src, p + ("uri",), f"{uri!r} is not a libvirt URI such as qemu:///system or qemu+ssh://root@hv1/system")
-            uri = None
-        if uri is not None and "no_verify" in uri:
-            ck.add(src, p + ("uri",), "no_verify turns off SSH host-key checking; add the host key to known_hosts instead")
-            uri = None
+        uri = ck.grammar(src, p + ("uri",), body["uri"], grammar.libvirt_uri) if body.get("uri") is not None else None
         cpus = ck.integer(src, p + ("cpus",), body["cpus"], 1, 4096) if body.get("cpus") is not None else None
         mem = ck.size(src, p + ("memory",), body["memory"], 64 << 20) if body.get("memory") is not None else None
         if uri is not None:
@@ -48,6 +42,9 @@ def networks(ck: Checker, src: Source, raw: object, cluster: str) -> dict[str, N
         ok = True
         mode = ck.choice(src, p + ("mode",), body.get("mode", "isolated"), [m.value for m in NetMode])
         cidr = ck.cidr(src, p + ("cidr",), body.get("cidr")) if body.get("cidr") is not None else None
+        if cidr is not None and cidr.prefixlen > 30:
+            ck.add(src, p + ("cidr",), f"{cidr} is too small for VMs; a network needs at least a /30")
+            cidr = None
         ok &= mode is not None and cidr is not None
         addrs = {}
         for key in ("gateway", "host_ip"):
@@ -61,9 +58,10 @@ def networks(ck: Checker, src: Source, raw: object, cluster: str) -> dict[str, N
         dhcp = ck.boolean(src, p + ("dhcp",), body.get("dhcp", False))
         dns = tuple(x for x in ck.each(src, p + ("dns",), body.get("dns", []), ck.ip) if x is not None)
         mtu = ck.integer(src, p + ("mtu",), body["mtu"], 576, 9216) if body.get("mtu") is not None else None
-        domain = ck.text(src, p + ("domain",), body["domain"]) if body.get("domain") is not None else None
+        domain = ck.grammar(src, p + ("domain",), body["domain"], lambda v: grammar.hostname(v, "DNS domain")) \
+            if body.get("domain") is not None else None
         bridge = body.get("bridge")
-        if bridge is not None and (not isinstance(bridge, str) or not re.match(r"^[A-Za-z0-9_.-]{1,15}$", bridge)):
+        if bridge is not None and (not isinstance(bridge, str) or not re.match(r"^[A-Za-z0-9_.-]{1,15}\Z", bridge)):
             ck.add(src, p + ("bridge",), f"{bridge!r} is not a Linux bridge name (1-15 letters, digits, '-', '_', '.')")
             ok = False
         if mode == "bridge" and bridge is None:
@@ -93,7 +91,7 @@ def storage(ck: Checker, src: Source, raw: object) -> dict[str, Pool]:
         if ck.mapping(src, p, body, POOL_KEYS, required=("type", "path")) is None:
             continue
         kind = ck.choice(src, p + ("type",), body.get("type"), [t.value for t in PoolType]) if body.get("type") is not None else None
-        path = ck.abspath(src, p + ("path",), body.get("path")) if body.get("path") is not None else None
+        path = ck.grammar(src, p + ("path",), body["path"], grammar.storage_path) if body.get("path") is not None else None
         shared = ck.boolean(src, p + ("shared",), body.get("shared", kind == "netfs"))
         external = ck.boolean(src, p + ("external",), body.get("external", False))
         served_by = tuple(x for x in ck.each(src, p + ("served_by",), body.get("served_by", []), ck.name) if x)
@@ -103,8 +101,8 @@ def storage(ck: Checker, src: Source, raw: object) -> dict[str, Pool]:
             for key in ("server", "export"):
                 if body.get(key) is None:
                     ck.add(src, p, f"a netfs pool needs {key!r}")
-            server = ck.text(src, p + ("server",), body["server"]) if body.get("server") is not None else None
-            export = ck.abspath(src, p + ("export",), body["export"]) if body.get("export") is not None else None
+            server = ck.grammar(src, p + ("server",), body["server"], grammar.host_or_ip) if body.get("server") is not None else None
+            export = ck.grammar(src, p + ("export",), body["export"], grammar.storage_path) if body.get("export") is not None else None
             version = str(body.get("nfs_version", "4"))
             if version not in ("3", "4", "4.0", "4.1", "4.2"):
                 ck.add(src, p + ("nfs_version",), f"{body.get('nfs_version')!r} must be one of 3, 4, 4.1, 4.2")
@@ -115,9 +113,26 @@ def storage(ck: Checker, src: Source, raw: object) -> dict[str, Pool]:
             for key in ("server", "export", "nfs_version", "served_by"):
                 if key in body:
                     ck.add(src, p + (key,), f"only netfs pools take {key!r}")
+        if path and not external and not _path_free(ck, src, p, path, out):
+            continue
         if kind and path and shared is not None and external is not None:
             out[name] = Pool(name, PoolType(kind), path, shared, external, server, export, version, served_by, on_hosts)
     return out
+
+
+def _path_free(ck: Checker, src: Source, p: tuple, path: str, earlier: dict[str, Pool]) -> bool:
+    """Pools vmbuild creates must not overlap each other or libvirt's own default pool,
+    whose volumes belong to whoever made them."""
+    default = grammar.LIBVIRT_DEFAULT_POOL
+    if path == default or default.startswith(path + "/"):
+        ck.add(src, p + ("path",), f"{path} is libvirt's default pool folder or holds it; use a "
+               f"folder of its own such as {default}/CLUSTER, or mark the pool external: true")
+        return False
+    other = next((o for o in earlier.values() if not o.external and grammar.nested(path, o.path)), None)
+    if other is not None:
+        ck.add(src, p + ("path",), f"{path} overlaps pool {other.name!r} ({other.path}); each pool needs its own folder")
+        return False
+    return True
 
 
 def images(ck: Checker, src: Source, raw: object) -> dict[str, Image]:
@@ -134,9 +149,8 @@ def images(ck: Checker, src: Source, raw: object) -> dict[str, Image]:
         if given[0] == "path":
             source = ck.abspath(src, p + ("path",), source)
         elif given[0] == "url":
-            if not isinstance(source, str) or not re.match(r"^(https?|file)://\S+$", source):
-                ck.add(src, p + ("url",), f"{source!r} is not an http(s):// or file:// URL")
-                source = None
+            source = ck.grammar(src, p + ("url",), source,
+                                lambda v: grammar.url(v, ("http", "https", "file"), "image URL"))
         else:
             source = ck.name(src, p + ("recipe",), source, what="recipe name")
             source = f"recipe:{source}" if source else None

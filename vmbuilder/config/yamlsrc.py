@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ from vmbuilder.errors import InputError, Problem
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_BYTES = 4 << 20          # a cluster file is hand-written; megabytes mean a mistake
 MAX_NODES = 200_000          # bounds alias expansion ("billion laughs") and huge documents
+# an alias repeats its whole value: the node count alone lets one big string through
+# thousands of times, so the expanded text is bounded too
+MAX_EXPANDED = 16 << 20
 
 KeyPath = tuple  # of str | int
 
@@ -56,6 +60,7 @@ class _Builder:
         self.file = file
         self.lines: dict = {}
         self.count = 0
+        self.chars = 0
         self.constructor = yaml.constructor.SafeConstructor()
 
     def fail(self, node: yaml.Node, message: str) -> InputError:
@@ -66,6 +71,11 @@ class _Builder:
         if self.count > MAX_NODES:
             raise self.fail(node, f"document too large or too deeply aliased (over {MAX_NODES} values)")
         self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.ScalarNode):
+            self.chars += len(node.value)
+            if self.chars > MAX_EXPANDED:
+                raise self.fail(node, f"document too large: its values expand to over {MAX_EXPANDED >> 20} MiB "
+                                      "of text (aliases repeat their value)")
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
@@ -141,12 +151,18 @@ def read_file(path: Path | str) -> Source:
     path = Path(path)
     file = _display(path)
     try:
-        size = path.stat().st_size
-        if path.is_dir():
-            raise InputError(Problem(file, 0, "", "is a directory, not a YAML file"))
-        if size > MAX_BYTES:
-            raise InputError(Problem(file, 0, "", f"file is {size} bytes; a cluster file must be under {MAX_BYTES >> 20} MiB"))
-        raw = path.read_bytes()
+        # opened without blocking and checked on the open file: a FIFO or a link to a device
+        # is refused instead of hanging or reading forever, with no window between check and read
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if stat.S_ISDIR(st.st_mode):
+                raise InputError(Problem(file, 0, "", "is a directory, not a YAML file"))
+            if not stat.S_ISREG(st.st_mode):
+                raise InputError(Problem(file, 0, "", "is not a regular file (a device, FIFO or socket)"))
+            raw = f.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise InputError(Problem(file, 0, "", f"file is over {MAX_BYTES >> 20} MiB; a cluster file is hand-written"))
     except OSError as e:
         raise InputError(Problem(file, 0, "", f"cannot read: {e.strerror or e}")) from e
     if b"\x00" in raw:

@@ -7,8 +7,6 @@ lists concatenated) with the VM's own `cloud_init:` last, then dumped without al
 from __future__ import annotations
 
 import hashlib
-import json
-import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,7 +18,7 @@ from vmbuilder import paths, topology
 from vmbuilder.secrets import PLACEHOLDERS
 from vmbuilder.errors import InputError, Problem
 from vmbuilder.model import VM, Cluster, NetMode
-from vmbuilder.seed import yamlout
+from vmbuilder.seed import encode, yamlout
 
 
 @dataclass(frozen=True)
@@ -39,18 +37,25 @@ def _environment(root: Path) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(root)), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, autoescape=False,
                              trim_blocks=True, lstrip_blocks=True)
-    # json is valid YAML flow syntax, so `| q` quotes any value safely inside a template
-    env.filters["q"] = lambda v: json.dumps(v if isinstance(v, (str, int, float, bool, list, dict)) or v is None else str(v))
-    env.filters["shq"] = lambda v: shlex.quote(str(v))
+    # one encoder per target language: a value is quoted for where it lands
+    env.filters["q"] = encode.yaml_scalar
+    env.filters["shq"] = encode.shell
+    env.filters["php"] = encode.php_string
+    env.filters["path"] = encode.plain_path
     return env
 
 
-def _merge(dst: dict, src: Mapping) -> dict:
+def _merge(dst: dict, src: Mapping, where: tuple = ()) -> dict:
+    """Mappings by key, lists concatenated; a value of another shape than the role's is an
+    error, never a silent replacement (a scalar `runcmd` would drop the role's whole setup)."""
     for key, value in src.items():
-        if isinstance(dst.get(key), dict) and isinstance(value, Mapping):
-            _merge(dst[key], value)
-        elif isinstance(dst.get(key), list) and isinstance(value, list):
-            dst[key] = dst[key] + [v for v in value if v not in dst[key]]
+        old = dst.get(key)
+        if isinstance(old, dict) and isinstance(value, Mapping):
+            _merge(old, value, where + (key,))
+        elif isinstance(old, list) and isinstance(value, list):
+            dst[key] = old + [v for v in value if v not in old]
+        elif old is not None and (isinstance(old, (dict, list)) or isinstance(value, (dict, list))):
+            raise encode.ShapeError(where + (key,), type(old).__name__, type(value).__name__)
         else:
             dst[key] = value
     return dst
@@ -71,6 +76,7 @@ class ClusterFacts:
     networks: Mapping[str, dict]
     env: jinja2.Environment          # compiled templates are reused for every VM
     topology: Mapping[str, Any]      # who is the DB primary, the VIP and its members (see topology)
+    shipped_roles: frozenset = frozenset()   # roles vmbuild ships a profile for: their template must exist
 
 
 def cluster_facts(cluster: Cluster, root: Path | None = None) -> ClusterFacts:
@@ -98,7 +104,9 @@ def cluster_facts(cluster: Cluster, root: Path | None = None) -> ClusterFacts:
             "file_peers": [by_name[v.name] for v in files[1:]],
             "lvs": asdict(lvs) if lvs else None,
             "vip_names": topology.vip_names(cluster) if lvs else []}
-    return ClusterFacts(peers, by_role, index, networks, _environment(root or paths.data_dir("cloudinit")), topo)
+    shipped = frozenset(p.stem for p in (paths.data_dir("profiles") / "roles").glob("*.yaml")) - {"base"}
+    return ClusterFacts(peers, by_role, index, networks, _environment(root or paths.data_dir("cloudinit")), topo,
+                        shipped)
 
 
 def _context(cluster: Cluster, vm: VM, secrets: Mapping[str, Any], facts: ClusterFacts) -> dict:
@@ -131,11 +139,16 @@ def _time_context(cluster: Cluster, vm: VM) -> dict:
             if serves else []}
 
 
-def _render_doc(env: jinja2.Environment, name: str, context: dict, vm: VM) -> dict:
+def _render_doc(env: jinja2.Environment, name: str, context: dict, vm: VM, required: bool) -> dict:
     try:
         text = env.get_template(name).render(context)
     except jinja2.TemplateNotFound:
+        if required:
+            raise InputError(Problem(f"cloudinit/{name}", 0, "", f"for vm {vm.name}: the template is missing "
+                                     f"from {env.loader.searchpath[0]}")) from None
         return {}
+    except encode.UnsafeValue as e:
+        raise InputError(Problem(f"cloudinit/{name}", 0, "", f"for vm {vm.name}: {e}")) from e
     except jinja2.UndefinedError as e:
         raise InputError(Problem(f"cloudinit/{name}", 0, "", f"for vm {vm.name}: {e.message}")) from e
     except jinja2.TemplateError as e:
@@ -156,10 +169,18 @@ def user_data(cluster: Cluster, vm: VM, secrets: Mapping[str, Any], root: Path |
     ctx = _context(cluster, vm, secrets, facts)
     if not hosts_block:
         ctx["peers"] = []
+    bad = encode.multiline_value(ctx, skip=("vars",))
+    if bad is not None:
+        raise InputError(Problem(cluster.source, 0, bad, f"for vm {vm.name}: holds a line break or control "
+                                 "character; it would reach generated files"))
     doc: dict = {}
     for name in ("common/user-data.yaml.j2", f"{vm.role}/user-data.yaml.j2"):
-        _merge(doc, _render_doc(env, name, ctx, vm))
-    _merge(doc, vm.cloud_init)
+        # a role without a template folder is fine only for base, which has no part of its own
+        _merge(doc, _render_doc(env, name, ctx, vm, required=name.startswith("common/") or vm.role in facts.shipped_roles))
+    try:
+        _merge(doc, vm.cloud_init)
+    except encode.ShapeError as e:
+        raise InputError(Problem(cluster.source, 0, f"cloud_init.{e.key}", f"for vm {vm.name}: {e}")) from e
     return "#cloud-config\n" + yamlout.dump(doc)
 
 
