@@ -161,3 +161,38 @@ def test_a_file_server_exports_the_nas_pool_it_serves(write):
     assert "/srv/nfs/vmstore 10.10.0.0/24(rw,sync,no_subtree_check,no_root_squash)" in f1["/etc/exports.d/vmbuild.exports"]
     assert "/srv/nfs/vmstore" not in f2["/etc/exports.d/vmbuild.exports"]
     assert "mkdir -p /srv/nfs/vmstore" in f1["/usr/local/sbin/vmbuild-file-setup"]
+
+
+LAB_PLACEMENT = """\
+name: place
+accel: tcg
+hosts:
+  hv1: {uri: "qemu:///system", cpus: 8, memory: 8GiB}
+  hv2: {uri: "qemu:///system", cpus: 8, memory: 8GiB}
+networks:
+  lan: {cidr: 10.60.0.0/24}
+storage:
+  local: {type: dir, path: /var/lib/libvirt/images/place}
+images:
+  debian12: {recipe: debian12}
+defaults:
+  disks: [{name: root, pool: local, image: debian12, size: 4GiB}]
+roles:
+  db: {memory: 5GiB}
+lab:
+  roles: {db: {memory: 256MiB}, base: {memory: 256MiB}}
+vms:
+  - {name: a, role: db, nics: [{network: lan, ip: 10.60.0.11}]}
+  - {name: b, nics: [{network: lan, ip: 10.60.0.12}]}
+  - {name: c, nics: [{network: lan, ip: 10.60.0.13}]}
+"""
+
+
+def test_lab_rehearses_the_real_placement(write):
+    """Placed by the shrunk sizes, c would land beside a (the hosts look equally free); the
+    real sizes put it on hv2, and the lab must rehearse exactly that."""
+    path = write(LAB_PLACEMENT)
+    real, lab = load_cluster(path), load_cluster(path, lab=True)
+    assert {v.name: v.host for v in real.vms} == {"a": "hv1", "b": "hv2", "c": "hv2"}
+    assert {v.name: v.host for v in lab.vms} == {v.name: v.host for v in real.vms}
+    assert lab.vm("a").memory == 256 << 20 and real.vm("a").memory == 5 << 30

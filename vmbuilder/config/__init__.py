@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from vmbuilder.config import cloudschema, crosscheck, grammar, placement, rolesettings, sections
@@ -91,6 +92,7 @@ def load_cluster(path: Path | str, lab: bool = False) -> Cluster:
     ci_schema = cloudschema.load() if any(isinstance(e, dict) for e in top.get("vms") or []) else None
     builder = VMBuilder(cname, src.file, hosts, networks, pools, images, declared)
     built: list[tuple[int, Merged, object]] = []
+    lab_sized: dict[str, tuple[Merged, object]] = {}
     seen: dict[str, int] = {}
     entries = (ck.seq(src, ("vms",), top["vms"]) or []) if top.get("vms") is not None else []
     for i, entry in enumerate(entries):
@@ -115,13 +117,17 @@ def load_cluster(path: Path | str, lab: bool = False) -> Cluster:
         layers = ([(src, ("defaults",), top["defaults"])] if "defaults" in top else []) + chain
         if role in role_over:
             layers.append((src, ("roles", role), role_over[role]))
-        if lab and role in lab_roles:
-            layers.append((src, ("lab", "roles", role), lab_roles[role]))
-        layers.append((src, p, entry))
-        merged = merge_layers(layers)
+        merged = merge_layers(layers + [(src, p, entry)])
         merged.data["role"] = role
         _check_cloud_init(ck, merged, ci_schema, vm_name, src.file)
         vm = builder.build(i, merged)
+        if lab and role in lab_roles:
+            # the lab rehearses the real placement: place by the real sizes, run the shrunk ones
+            shrunk = merge_layers(layers + [(src, ("lab", "roles", role), lab_roles[role]), (src, p, entry)])
+            shrunk.data["role"] = role
+            lab_vm = builder.build(i, shrunk)
+            if vm is not None and lab_vm is not None:
+                lab_sized[vm_name] = (shrunk, lab_vm)
         if vm is not None:
             built.append((i, merged, vm))
     ck.problems.extend(builder.problems)
@@ -144,6 +150,8 @@ def load_cluster(path: Path | str, lab: bool = False) -> Cluster:
     crosscheck.addresses(vms, report)
     crosscheck.capacity(vms, hosts, report)
     crosscheck.pools(vms, pools, {n: p.hosts for n, p in pools.items()}, report)
+    if lab_sized:
+        vms = [replace(lab_sized[v.name][1], host=v.host) if v.name in lab_sized else v for v in vms]
     declared_roles = {e["name"]: e.get("role") or "base" for e in entries
                       if isinstance(e, dict) and isinstance(e.get("name"), str)}
     settings = rolesettings.check(ck, src, top.get("settings") or {}, vms, networks, declared_roles)

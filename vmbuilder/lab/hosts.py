@@ -9,10 +9,12 @@ stopped by PID file, never by name.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,16 +129,16 @@ def start(lab: LabHost, timeout: float = 30.0, shared: dict[str, Path] | None = 
     if lab.netns not in existing:
         _sh(["ip", "netns", "add", lab.netns], f"creating network namespace {lab.netns}")
     _sh(["ip", "-n", lab.netns, "link", "set", "lo", "up"], "bringing up loopback")
-    # mount points may be missing where no system libvirtd ever ran
-    mounts = " && ".join(f"mkdir -p /{rel} && mount --bind {lab.folder / rel} /{rel}" for rel in BINDS)
+    binds = [(str(lab.folder / rel), f"/{rel}") for rel in BINDS]
     for inside, folder in sorted((shared or {}).items()):
         folder.mkdir(parents=True, exist_ok=True)
-        mounts += f" && mkdir -p {inside} && mount --bind {folder} {inside}"
-    script = (f"{mounts} && virtlogd -d -p {lab.pidfile('virtlogd')} && "
-              f"libvirtd -d -p {lab.pidfile('libvirtd')}")
+        binds.append((str(folder), inside))
+    plan = {"binds": binds, "daemons": [["virtlogd", "-d", "-p", str(lab.pidfile("virtlogd"))],
+                                        ["libvirtd", "-d", "-p", str(lab.pidfile("libvirtd"))]]}
     try:
         _sh(["ip", "netns", "exec", lab.netns, "unshare", "--mount", "--propagation", "private",
-             "sh", "-c", script], f"starting libvirtd for lab host {lab.host}")
+             sys.executable, "-m", "vmbuilder.lab.inside", json.dumps(plan)],
+            f"starting libvirtd for lab host {lab.host}")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if running(lab):
