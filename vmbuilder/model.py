@@ -11,6 +11,11 @@ from enum import Enum
 from typing import Any, Mapping
 
 
+def identity_of(name: str, prefix: str) -> str:
+    # without a prefix the name alone, as it always was: existing objects keep their UUIDs
+    return f"{prefix}|{name}" if prefix else name
+
+
 class Accel(str, Enum):
     KVM = "kvm"
     TCG = "tcg"
@@ -169,3 +174,9 @@ class Cluster:
 
     def object_name(self, name: str) -> str:
         return f"{self.prefix}{name}"
+
+    @property
+    def identity(self) -> str:
+        """What UUIDs, MACs and bridge names derive from: two clusters of one name told apart
+        by their prefix must not share any of them."""
+        return identity_of(self.name, self.prefix)

@@ -292,3 +292,22 @@ def test_rebuilding_one_vm_leaves_the_others_pending_changes_alone(conn, cluster
         converge_host(hv, edited, want, mine, 0.0, lambda *a: None)
     assert conn.lookupByName("a1").isActive() and conn.lookupByName("a1").UUIDString() == uuid
     assert "a2" not in [d.name() for d in conn.listAllDomains()]      # removed, for up_host to make anew
+
+
+def test_clusters_of_one_name_told_apart_by_prefix_never_touch_each_other(conn, write):
+    """Same name, other prefix: objects are matched on name and prefix, and UUIDs, MACs and
+    bridges derive from both, so the two can even live on one host."""
+    a = load_cluster(str(write(CLUSTER.replace("accel: auto", "accel: auto\nprefix: pa-"), "a.yaml")))
+    b = load_cluster(str(write(CLUSTER.replace("accel: auto", "accel: auto\nprefix: pb-")
+                               .replace("images/tdrv", "images/tdrv-b"), "b.yaml")))
+    _build_like_up(a, conn)
+    plan_b, _ = _plan(b)
+    assert not [c for c in plan_b if c[0] in ("delete", "conflict")], plan_b
+    with Hypervisor("hv1", URI) as hv:
+        assert owned(hv, b).domains == {} and owned(hv, b).networks == {}
+    _build_like_up(b, conn)   # the same VM names, on the same host, as another cluster
+    with Hypervisor("hv1", URI) as hv:
+        destroy_host(hv, b, wipe_data=True, progress=lambda *x: None)
+    assert {d.name() for d in conn.listAllDomains()} == {"test", "pa-a1", "pa-a2"}
+    assert {n.name() for n in conn.listAllNetworks()} >= {"pa-lan"}
+    assert "pb-lan" not in {n.name() for n in conn.listAllNetworks()}

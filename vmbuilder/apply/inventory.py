@@ -26,7 +26,7 @@ class Owned:
 def pool_is_ours(cluster: Cluster, libname: str, uuid: str) -> bool:
     if not libname.startswith(cluster.prefix):
         return False
-    return uuid == identity.object_uuid(cluster.name, "pool", libname[len(cluster.prefix):])
+    return uuid == identity.object_uuid(cluster.identity, "pool", libname[len(cluster.prefix):])
 
 
 def domain_mark(dom: libvirt.virDomain) -> ownership.Mark | None:
@@ -41,11 +41,11 @@ def owned(hv: Hypervisor, cluster: Cluster) -> Owned:
     found = Owned()
     for dom in hv.call("listing domains on", hv.host, hv.conn.listAllDomains, 0):
         mark = domain_mark(dom)
-        if mark is not None and mark.cluster == cluster.name:
+        if ownership.is_ours(mark, cluster.name, cluster.prefix):
             found.domains[mark.name] = (dom, mark)
     for net in hv.call("listing networks on", hv.host, hv.conn.listAllNetworks, 0):
         mark = network_mark(net)
-        if mark is not None and mark.cluster == cluster.name:
+        if ownership.is_ours(mark, cluster.name, cluster.prefix):
             found.networks[mark.name] = (net, mark)
     for pool in hv.call("listing pools on", hv.host, hv.conn.listAllStoragePools, 0):
         if pool_is_ours(cluster, pool.name(), pool.UUIDString()):

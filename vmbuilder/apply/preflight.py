@@ -11,6 +11,7 @@ from lxml import etree
 from vmbuilder.apply.inventory import domain_mark, network_mark, pool_is_ours
 from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.model import Cluster, NetMode
+from vmbuilder.render import ownership
 
 # 7.0 is the oldest libvirt whose domain/network metadata and stream upload vmbuild relies on
 MIN_LIBVIRT = 7_000_000
@@ -33,7 +34,7 @@ def check_host(hv: Hypervisor, cluster: Cluster, host: str, domain_types: set[st
         if obj is None:
             return
         mark = read_mark(obj)
-        if mark is None or mark.cluster != cluster.name:
+        if not ownership.is_ours(mark, cluster.name, cluster.prefix):
             problems.append(f"{kind} {libname!r} exists and was not created by vmbuild for cluster "
                             f"{cluster.name!r}; refusing to touch it (rename ours with prefix:, or remove it)")
 

@@ -138,4 +138,4 @@ def up_host(hv: Hypervisor, cluster: Cluster, want: DesiredHost, pools: dict[str
 
 def _ours(xml: str, cluster: Cluster) -> bool:
     mark = ownership.read(xml)
-    return mark is not None and mark.cluster == cluster.name
+    return ownership.is_ours(mark, cluster.name, cluster.prefix)

@@ -13,7 +13,7 @@ from vmbuilder.config.profiles import Profiles, available, search_dirs
 from vmbuilder.config.vms import VMBuilder, _unknown
 from vmbuilder.config.yamlsrc import Source, read_file
 from vmbuilder.errors import InputError
-from vmbuilder.model import Accel, Cluster
+from vmbuilder.model import Accel, Cluster, identity_of
 
 TOP_KEYS = ("name", "description", "accel", "prefix", "profiles", "timezone", "domain", "hosts",
             "networks", "storage", "images", "defaults", "roles", "vms", "settings", "lab")
@@ -59,7 +59,7 @@ def load_cluster(path: Path | str, lab: bool = False) -> Cluster:
         if top.get(key) is not None and not isinstance(top[key], dict):
             ck.add(src, (key,), "must be a mapping")
     hosts = sections.hosts(ck, src, top.get("hosts"))
-    networks = sections.networks(ck, src, top.get("networks"), cname)
+    networks = sections.networks(ck, src, top.get("networks"), identity_of(cname, prefix))
     pools = sections.storage(ck, src, top.get("storage"))
     images = sections.images(ck, src, top.get("images"))
     declared = {kind: set(top.get(key) or {}) if isinstance(top.get(key), dict) else set()
@@ -90,7 +90,7 @@ def load_cluster(path: Path | str, lab: bool = False) -> Cluster:
             ck.add(src, ("lab", "roles", role), _unknown("role profile", role, available(dirs)))
 
     ci_schema = cloudschema.load() if any(isinstance(e, dict) for e in top.get("vms") or []) else None
-    builder = VMBuilder(cname, src.file, hosts, networks, pools, images, declared)
+    builder = VMBuilder(identity_of(cname, prefix), src.file, hosts, networks, pools, images, declared)
     built: list[tuple[int, Merged, object]] = []
     lab_sized: dict[str, tuple[Merged, object]] = {}
     seen: dict[str, int] = {}

@@ -16,7 +16,7 @@ def domain_xml(cluster: Cluster, vm: VM, domain_type: str, seed_hash: str = "") 
     name = names.domain(cluster, vm)
     root = etree.Element("domain", type=domain_type)
     sub(root, "name", name)
-    sub(root, "uuid", identity.object_uuid(cluster.name, "domain", vm.name))
+    sub(root, "uuid", identity.object_uuid(cluster.identity, "domain", vm.name))
     sub(root, "title", f"{cluster.name}/{vm.name} ({vm.role})")
     sub(root, "memory", vm.memory // 1024, unit="KiB")
     sub(root, "currentMemory", vm.memory // 1024, unit="KiB")
@@ -34,7 +34,7 @@ def domain_xml(cluster: Cluster, vm: VM, domain_type: str, seed_hash: str = "") 
     _devices(sub(root, "devices"), cluster, vm)
     volumes = tuple(f"{d.pool}/{names.disk_volume(cluster, vm, d)}" for d in vm.disks)
     volumes += (f"{vm.boot_disk.pool}/{names.seed_volume(cluster, vm)}",)
-    mark = ownership.Mark(cluster=cluster.name, kind="domain", name=vm.name, spec="", role=vm.role,
+    mark = ownership.Mark(cluster=cluster.name, prefix=cluster.prefix, kind="domain", name=vm.name, spec="", role=vm.role,
                           host=vm.host, volumes=volumes, seed=seed_hash, shape=shape(root))
     return seal(root, mark, after="title")
 

@@ -12,7 +12,7 @@ from vmbuilder.render.xmltools import seal, sub
 def network_xml(cluster: Cluster, net: Network) -> etree._Element:
     root = etree.Element("network")
     sub(root, "name", names.network(cluster, net.name))
-    sub(root, "uuid", identity.object_uuid(cluster.name, "network", net.name))
+    sub(root, "uuid", identity.object_uuid(cluster.identity, "network", net.name))
     if net.mode is NetMode.NAT:
         sub(root, "forward", mode="nat")
     elif net.mode is NetMode.BRIDGE:
@@ -33,5 +33,5 @@ def network_xml(cluster: Cluster, net: Network) -> etree._Element:
             # the upper half is DHCP's; static addresses belong in the lower half
             dhcp = sub(ip, "dhcp")
             sub(dhcp, "range", start=hosts[len(hosts) // 2], end=hosts[-1])
-    mark = ownership.Mark(cluster=cluster.name, kind="network", name=net.name, spec="")
+    mark = ownership.Mark(cluster=cluster.name, prefix=cluster.prefix, kind="network", name=net.name, spec="")
     return seal(root, mark, after="uuid")

@@ -25,11 +25,12 @@ class Mark:
     volumes: tuple[str, ...] = field(default_factory=tuple)  # pool/volume pairs a domain owns
     seed: str = ""            # hash of the seed content (instance-id)
     shape: str = ""           # hash of memory, vCPUs, NICs, disks as defined: tells edits made outside vmbuild
+    prefix: str = ""          # the cluster's prefix: with the name, what makes an object this cluster's
 
 
 def element(mark: Mark) -> etree._Element:
     root = etree.Element(f"{{{NS}}}owner", nsmap={PREFIX: NS})
-    for tag in ("cluster", "kind", "name", "role", "host", "spec", "seed", "shape"):
+    for tag in ("cluster", "prefix", "kind", "name", "role", "host", "spec", "seed", "shape"):
         value = getattr(mark, tag)
         if value:
             etree.SubElement(root, f"{{{NS}}}{tag}").text = value
@@ -52,4 +53,9 @@ def read(xml: str | bytes | etree._Element) -> Mark | None:
     return Mark(cluster=text("cluster"), kind=text("kind"), name=text("name"), spec=text("spec"),
                 role=text("role"), host=text("host"),
                 volumes=tuple(v.text or "" for v in owner.findall(f"{{{NS}}}volume")), seed=text("seed"),
-                shape=text("shape"))
+                shape=text("shape"), prefix=text("prefix"))
+
+
+def is_ours(mark: Mark | None, cluster: str, prefix: str) -> bool:
+    """Name and prefix both: clusters of one name told apart by prefix never touch each other."""
+    return mark is not None and mark.cluster == cluster and mark.prefix == prefix

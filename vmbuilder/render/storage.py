@@ -16,7 +16,7 @@ from vmbuilder.render.xmltools import sub
 def pool_xml(cluster: Cluster, pool: Pool) -> etree._Element:
     root = etree.Element("pool", type=pool.type.value)
     sub(root, "name", names.pool(cluster, pool.name))
-    sub(root, "uuid", identity.object_uuid(cluster.name, "pool", pool.name))
+    sub(root, "uuid", identity.object_uuid(cluster.identity, "pool", pool.name))
     if pool.type is PoolType.NETFS:
         source = sub(root, "source")
         sub(source, "host", name=pool.server)
