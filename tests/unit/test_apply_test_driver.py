@@ -311,3 +311,25 @@ def test_clusters_of_one_name_told_apart_by_prefix_never_touch_each_other(conn, 
     assert {d.name() for d in conn.listAllDomains()} == {"test", "pa-a1", "pa-a2"}
     assert {n.name() for n in conn.listAllNetworks()} >= {"pa-lan"}
     assert "pb-lan" not in {n.name() for n in conn.listAllNetworks()}
+
+
+def test_a_volume_that_held_data_goes_only_with_wipe_data(conn, cluster, write):
+    """keep: true turned to false must not delete the data disk at the next rebuild or destroy."""
+    from vmbuilder.apply.converge import rebuild_volumes
+    from vmbuilder.render import ownership
+
+    _build_like_up(cluster, conn)
+    flipped = load_cluster(str(write(CLUSTER.replace("size: 1GiB, keep: true}", "size: 1GiB, keep: false}"),
+                                     "flipped.yaml")))
+    assert not flipped.vm("a1").disks[1].keep
+    assert _plan(flipped)[0] == []   # nothing to do: the flag alone changes no definition
+    with Hypervisor("hv1", URI) as hv:
+        held = ownership.data_volumes(owned(hv, flipped).domains["a1"][1])
+    assert held == {("local", "a1-data.qcow2")}
+    assert "a1-data.qcow2" not in rebuild_volumes(flipped, "a1", False, held)["local"]
+    assert "a1-data.qcow2" in rebuild_volumes(flipped, "a1", True, held)["local"]
+    pool = conn.storagePoolLookupByName("local")
+    with Hypervisor("hv1", URI) as hv:
+        out = destroy_host(hv, flipped, wipe_data=False, progress=lambda *a: None)
+    assert "a1-data.qcow2" in pool.listVolumes(), out.removed
+    assert any("a1-data.qcow2" in k for k in out.kept)

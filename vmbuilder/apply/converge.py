@@ -2,6 +2,7 @@
 redefinitions. `up_host` then creates and starts whatever is missing or stopped."""
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
 from vmbuilder.apply.inventory import owned
@@ -9,19 +10,23 @@ from vmbuilder.apply.plan import Change
 from vmbuilder.apply.teardown import Removal, delete_volumes, remove_domains, stop_domains
 from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.model import Cluster
-from vmbuilder.render import DesiredHost, names
+from vmbuilder.render import DesiredHost, names, ownership
 from vmbuilder.render.xmltools import to_string
 
 Progress = Callable[[str, str, str], None]
 
 
-def rebuild_volumes(cluster: Cluster, vm_name: str, wipe_data: bool) -> dict[str, set[str]]:
-    """pool -> volumes a rebuild of VM recreates: its root overlay and seed, data disks only when wiping."""
+def rebuild_volumes(cluster: Cluster, vm_name: str, wipe_data: bool,
+                    held: set[tuple[str, str]] = frozenset()) -> dict[str, set[str]]:
+    """pool -> volumes a rebuild of VM recreates: its root overlay and seed, data disks only when
+    wiping. HELD: volumes the domain's mark says once held data, kept even if the file no longer
+    says keep."""
     vm = cluster.vm(vm_name)
     out: dict[str, set[str]] = {}
     for d in vm.disks:
-        if wipe_data or not d.keep:
-            out.setdefault(d.pool, set()).add(names.disk_volume(cluster, vm, d))
+        vol = names.disk_volume(cluster, vm, d)
+        if wipe_data or not (d.keep or (d.pool, vol) in held):
+            out.setdefault(d.pool, set()).add(vol)
     out.setdefault(vm.boot_disk.pool, set()).add(names.seed_volume(cluster, vm))
     return out
 
@@ -62,12 +67,14 @@ def converge_host(hv: Hypervisor, cluster: Cluster, want: DesiredHost, changes: 
             out.removed.append(f"network {net.name()}")
         elif c.kind == "domain" and c.action == "rebuild":
             progress(c.name, "rebuild", c.detail)
-            out.removed += remove_vm(hv, cluster, c.name, rebuild_volumes(cluster, c.name, False), progress,
+            held = ownership.data_volumes(found.domains[c.name][1])
+            out.removed += remove_vm(hv, cluster, c.name, rebuild_volumes(cluster, c.name, False, held), progress,
                                      grace).removed
         elif c.kind == "domain" and c.action in ("change", "restart"):
             progress(c.name, c.action, c.detail)
             libname = names.domain(cluster, desired[c.name].vm)
-            hv.call("redefining domain", libname, hv.conn.defineXML, to_string(desired[c.name].domain), mutate=True)
+            xml = ownership.carry_data(copy.deepcopy(desired[c.name].domain), found.domains[c.name][1].data)
+            hv.call("redefining domain", libname, hv.conn.defineXML, to_string(xml), mutate=True)
             if c.action == "restart":
                 restart.append(found.domains[c.name][0])
         elif c.kind == "network" and c.action == "change":

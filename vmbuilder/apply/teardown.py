@@ -12,7 +12,7 @@ from vmbuilder.apply.shared import guard, is_shared
 from vmbuilder.errors import HostError
 from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.model import Cluster
-from vmbuilder.render import names
+from vmbuilder.render import names, ownership
 
 Progress = Callable[[str, str, str], None]
 
@@ -150,9 +150,10 @@ def destroy_host(hv: Hypervisor, cluster: Cluster, wipe_data: bool, progress: Pr
     """Everything of the cluster on this host. CLEARED: hosts whose domains are already gone,
     so their VMs' volumes on shared pools may go too (default: this host alone)."""
     out = Removal()
+    held = set().union(*(ownership.data_volumes(m) for _, m in owned(hv, cluster).domains.values()))
     out.removed += remove_domains(hv, cluster, progress)
     found = owned(hv, cluster)
-    keep = set() if wipe_data else _keep_volumes(cluster)
+    keep = set() if wipe_data else _keep_volumes(cluster) | held
     cleared = cleared if cleared is not None else {hv.host}
     wanted = _our_volume_names(cluster, hv.host, found, cleared)
     pools = {name: hv.pool(names.pool(cluster, name)) for name in {p for p, _ in wanted}}

@@ -133,6 +133,8 @@ def rebuild_vms(cluster: Cluster, lab: bool, chosen: set[str], wipe_data: bool, 
     caller holds the cluster lock."""
     from vmbuilder.apply.bringup import UpOptions, bring_up, preflight, refuse_on_problems
     from vmbuilder.apply.converge import rebuild_volumes, remove_vm
+    from vmbuilder.apply.inventory import owned
+    from vmbuilder.render import ownership
     from vmbuilder.secrets import load as load_secrets
 
     def remove_first(hv, host, say):
@@ -140,7 +142,9 @@ def rebuild_vms(cluster: Cluster, lab: bool, chosen: set[str], wipe_data: bool, 
             if cluster.vm(name).host == host:
                 say(name, "rebuild", "removing domain, root disk and seed" + (" and data disks" if wipe_data else ""))
                 # a clean shutdown first: kept data disks must not see a crash
-                remove_vm(hv, cluster, name, rebuild_volumes(cluster, name, wipe_data), say, grace=120.0)
+                found = owned(hv, cluster).domains.get(name)
+                held = ownership.data_volumes(found[1] if found else None)
+                remove_vm(hv, cluster, name, rebuild_volumes(cluster, name, wipe_data, held), say, grace=120.0)
 
     targets = _targets(cluster, lab, start_lab=True)
     refuse_on_problems(preflight(cluster, targets, None), False)

@@ -35,7 +35,8 @@ def domain_xml(cluster: Cluster, vm: VM, domain_type: str, seed_hash: str = "") 
     volumes = tuple(f"{d.pool}/{names.disk_volume(cluster, vm, d)}" for d in vm.disks)
     volumes += (f"{vm.boot_disk.pool}/{names.seed_volume(cluster, vm)}",)
     mark = ownership.Mark(cluster=cluster.name, prefix=cluster.prefix, kind="domain", name=vm.name, spec="", role=vm.role,
-                          host=vm.host, volumes=volumes, seed=seed_hash, shape=shape(root))
+                          host=vm.host, volumes=volumes, seed=seed_hash, shape=shape(root),
+                          data=tuple(f"{d.pool}/{names.disk_volume(cluster, vm, d)}" for d in vm.disks if d.keep))
     return seal(root, mark, after="title")
 
 

@@ -26,6 +26,9 @@ class Mark:
     seed: str = ""            # hash of the seed content (instance-id)
     shape: str = ""           # hash of memory, vCPUs, NICs, disks as defined: tells edits made outside vmbuild
     prefix: str = ""          # the cluster's prefix: with the name, what makes an object this cluster's
+    # pool/volume of every disk that ever held data (keep: true): it stays on this list even
+    # when the file stops keeping it, so only --wipe-data ever deletes it
+    data: tuple[str, ...] = field(default_factory=tuple)
 
 
 def element(mark: Mark) -> etree._Element:
@@ -36,6 +39,8 @@ def element(mark: Mark) -> etree._Element:
             etree.SubElement(root, f"{{{NS}}}{tag}").text = value
     for vol in mark.volumes:
         etree.SubElement(root, f"{{{NS}}}volume").text = vol
+    for vol in mark.data:
+        etree.SubElement(root, f"{{{NS}}}data").text = vol
     return root
 
 
@@ -53,7 +58,23 @@ def read(xml: str | bytes | etree._Element) -> Mark | None:
     return Mark(cluster=text("cluster"), kind=text("kind"), name=text("name"), spec=text("spec"),
                 role=text("role"), host=text("host"),
                 volumes=tuple(v.text or "" for v in owner.findall(f"{{{NS}}}volume")), seed=text("seed"),
-                shape=text("shape"), prefix=text("prefix"))
+                shape=text("shape"), prefix=text("prefix"),
+                data=tuple(v.text or "" for v in owner.findall(f"{{{NS}}}data")))
+
+
+def carry_data(xml: etree._Element, held: tuple[str, ...]) -> etree._Element:
+    """XML with HELD (an observed mark's data volumes) added to its own mark's data list:
+    a redefinition never forgets that a volume held data."""
+    owner = xml.find(f"metadata/{{{NS}}}owner")
+    have = {n.text for n in owner.findall(f"{{{NS}}}data")}
+    for vol in held:
+        if vol not in have:
+            etree.SubElement(owner, f"{{{NS}}}data").text = vol
+    return xml
+
+
+def data_volumes(mark: Mark | None) -> set[tuple[str, str]]:
+    return {tuple(ref.split("/", 1)) for ref in (mark.data if mark else ()) if "/" in ref}
 
 
 def is_ours(mark: Mark | None, cluster: str, prefix: str) -> bool:
