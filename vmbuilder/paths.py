@@ -1,22 +1,26 @@
-"""Where vmbuild's data folders (profiles/, cloudinit/, images/) are found.
+"""Where vmbuild's data folders (profiles/, cloudinit/, images/) and its cache and state are.
 
-A source checkout keeps them beside the package; a wheel installs them under
-<prefix>/share/vmbuild. Either way the first folder that exists wins.
+An installed wheel carries the data folders as package data (vmbuilder/_data/, copied in by
+the build); a source checkout or an editable install keeps them at the top of the checkout.
 """
 from __future__ import annotations
 
 import os
-import sys
+from importlib import resources
 from pathlib import Path
+
+from vmbuilder.errors import OperationError
 
 
 def data_dir(name: str) -> Path:
-    candidates = [Path(__file__).resolve().parent.parent / name,
-                  Path(sys.prefix) / "share" / "vmbuild" / name]
-    for path in candidates:
-        if path.is_dir():
-            return path
-    return candidates[0]
+    packaged = resources.files("vmbuilder") / "_data" / name
+    checkout = Path(__file__).resolve().parent.parent / name
+    for candidate in (packaged, checkout):
+        if candidate.is_dir():
+            # installed wheels are unpacked on disk: the Traversable is a real folder
+            return Path(str(candidate))
+    raise OperationError(f"vmbuild's {name}/ folder is missing from its installation "
+                         f"(looked in {packaged} and {checkout}); reinstall vmbuild")
 
 
 def cache_dir() -> Path:

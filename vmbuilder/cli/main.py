@@ -99,6 +99,43 @@ def render(file: str, output: str, accel: str | None) -> None:
     click.echo(f"wrote {len(written)} files to {output}: {domains} domains, {isos} seed ISOs, domain type {chosen.value}")
 
 
+EXAMPLES_EXAMPLE = """\b
+Examples:
+  vmbuild example                      # list the shipped cluster files
+  vmbuild example moodle -o cluster.yaml
+  vmbuild example lab > lab.yaml
+"""
+
+
+@cli.command(epilog=EXAMPLES_EXAMPLE)
+@click.argument("name", required=False)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write it to this file (refuses to overwrite) instead of printing it.")
+def example(name: str | None, output: str | None) -> None:
+    """Print or write one of the cluster files shipped with vmbuild (the reference Moodle
+    cluster, the lab example); without NAME, list them."""
+    from vmbuilder import paths
+
+    folder = paths.data_dir("profiles") / "clusters"
+    known = sorted(p.stem for p in folder.glob("*.yaml"))
+    if name is None:
+        for k in known:
+            click.echo(k)
+        return
+    if name not in known:
+        raise InputError(f"no shipped cluster file {name!r}; shipped: {', '.join(known)}")
+    text = (folder / f"{name}.yaml").read_text()
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(output, "x") as f:
+            f.write(text)
+    except FileExistsError:
+        raise InputError(f"{output} exists; choose another file or remove it first") from None
+    click.echo(f"wrote {output}")
+
+
 EXAMPLES_IMAGE = """\b
 Examples:
   vmbuild image build debian12
