@@ -44,3 +44,18 @@ def write(tmp_path):
 @pytest.fixture
 def small(write):
     return write(SMALL)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Each test file's total time, so that growth is seen run by run."""
+    per_file: dict[str, float] = {}
+    for reports in terminalreporter.stats.values():
+        for rep in reports:
+            nodeid = getattr(rep, "nodeid", "")
+            duration = getattr(rep, "duration", None)
+            if nodeid and duration is not None:
+                per_file[nodeid.split("::")[0]] = per_file.get(nodeid.split("::")[0], 0.0) + duration
+    if per_file:
+        terminalreporter.write_sep("-", "time per test file")
+        for path, seconds in sorted(per_file.items(), key=lambda kv: -kv[1]):
+            terminalreporter.write_line(f"{seconds:8.1f} s  {path}")

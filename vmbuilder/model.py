@@ -79,6 +79,7 @@ class Pool:
     nfs_version: str | None = None   # netfs: "3", "4", "4.1", "4.2"
     served_by: tuple[str, ...] = ()  # VMs of this cluster that serve the NFS export
     hosts: tuple[str, ...] = ()      # hosts it is defined on; empty: every host whose VMs use it
+    clients: tuple[str, ...] = ()    # served_by: the hypervisors' addresses (or CIDRs) that mount it
 
 
 @dataclass(frozen=True)

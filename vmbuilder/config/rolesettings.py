@@ -11,7 +11,7 @@ from vmbuilder.config.checks import Checker
 from vmbuilder.config.yamlsrc import Source
 from vmbuilder.model import VM, Network
 
-SETTINGS_KEYS = ("vip", "lb", "db_primary", "time_source", "moodle")
+SETTINGS_KEYS = ("vip", "lb", "db_primary", "time_source", "moodle", "firewall")
 SETTINGS_LB_KEYS = ("probe_ips", "persistence")
 SETTINGS_MOODLE_KEYS = ("wwwroot", "source", "sha256")
 
@@ -117,4 +117,6 @@ def check(ck: Checker, src: Source, raw: Any, vms: list[VM], networks: dict[str,
             out[key] = value
     if settings.get("moodle") is not None:
         out["moodle"] = _moodle(ck, src, settings["moodle"])
+    if "firewall" in settings:
+        out["firewall"] = ck.boolean(src, ("settings", "firewall"), settings["firewall"])
     return out

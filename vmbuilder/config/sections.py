@@ -2,6 +2,7 @@
 hosts, networks, storage and images. Each returns model objects for the valid entries."""
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from vmbuilder import identity
@@ -15,7 +16,8 @@ from vmbuilder.model import BootMode, Host, Image, NetMode, Network, Pool, PoolT
 SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 HOST_KEYS = ("uri", "cpus", "memory")
 NETWORK_KEYS = ("mode", "cidr", "gateway", "dhcp", "bridge", "host_ip", "dns", "domain", "mtu")
-POOL_KEYS = ("type", "path", "shared", "external", "server", "export", "nfs_version", "served_by", "hosts")
+POOL_KEYS = ("type", "path", "shared", "external", "server", "export", "nfs_version", "served_by", "hosts",
+             "clients")
 IMAGE_KEYS = ("path", "url", "recipe", "sha256", "format", "boot", "kernel", "initrd", "cmdline")
 
 
@@ -96,6 +98,13 @@ def storage(ck: Checker, src: Source, raw: object) -> dict[str, Pool]:
         external = ck.boolean(src, p + ("external",), body.get("external", False))
         served_by = tuple(x for x in ck.each(src, p + ("served_by",), body.get("served_by", []), ck.name) if x)
         on_hosts = tuple(x for x in ck.each(src, p + ("hosts",), body.get("hosts", []), ck.name) if x)
+        clients = tuple(x for x in ck.each(src, p + ("clients",), body.get("clients", []),
+                                           lambda s, kp, v: _client(ck, s, kp, v)) if x)
+        if served_by and not body.get("clients"):
+            ck.add(src, p + ("served_by",), "a pool served by a VM needs 'clients': the addresses of the "
+                   "hypervisors that mount it (it is exported to them alone, with root access)")
+        if served_by and str(body.get("nfs_version", "4")).startswith("3"):
+            ck.add(src, p + ("nfs_version",), "a pool served by a VM is NFSv4 only (one port the firewall opens)")
         server = export = version = None
         if kind == "netfs":
             for key in ("server", "export"):
@@ -116,8 +125,20 @@ def storage(ck: Checker, src: Source, raw: object) -> dict[str, Pool]:
         if path and not external and not _path_free(ck, src, p, path, out):
             continue
         if kind and path and shared is not None and external is not None:
-            out[name] = Pool(name, PoolType(kind), path, shared, external, server, export, version, served_by, on_hosts)
+            out[name] = Pool(name, PoolType(kind), path, shared, external, server, export, version, served_by, on_hosts,
+                             clients)
     return out
+
+
+def _client(ck: Checker, src: Source, path: tuple, value: object) -> str | None:
+    """An IPv4 address or network, re-serialised."""
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        return str(ipaddress.IPv4Network(value, strict=False)) if "/" in value else str(ipaddress.IPv4Address(value))
+    except ValueError:
+        ck.add(src, path, f"{value!r} is not an IPv4 address or network")
+        return None
 
 
 def _path_free(ck: Checker, src: Source, p: tuple, path: str, earlier: dict[str, Pool]) -> bool:

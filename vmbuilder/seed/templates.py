@@ -14,11 +14,11 @@ from typing import Any, Mapping
 import jinja2
 import yaml
 
-from vmbuilder import paths, topology
+from vmbuilder import access, paths, topology
 from vmbuilder.secrets import PLACEHOLDERS
 from vmbuilder.errors import InputError, Problem
 from vmbuilder.model import VM, Cluster, NetMode
-from vmbuilder.seed import encode, yamlout
+from vmbuilder.seed import encode, firewall, yamlout
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,12 @@ def _context(cluster: Cluster, vm: VM, secrets: Mapping[str, Any], facts: Cluste
                              if vm.name in p.served_by and p.export],
             "packages_baked": image.recipe is not None,
             "networks": facts.networks,
-            "ssh_authorized_keys": list(vm.ssh_authorized_keys)}
+            "ssh_authorized_keys": list(vm.ssh_authorized_keys),
+            "access": {"db_clients": [access.sql_host(a) for a in access.db_clients(cluster)],
+                       "replication_clients": [access.sql_host(a) for a in access.replication_clients(cluster)],
+                       "moodledata_clients": list(access.moodledata_clients(cluster)),
+                       "pool_clients": {p.name: list(p.clients) for p in cluster.pools.values()}},
+            "firewall": firewall.ruleset(access.openings(cluster, vm)) if cluster.settings.get("firewall", True) else None}
 
 
 def _time_context(cluster: Cluster, vm: VM) -> dict:
@@ -169,7 +174,7 @@ def user_data(cluster: Cluster, vm: VM, secrets: Mapping[str, Any], root: Path |
     ctx = _context(cluster, vm, secrets, facts)
     if not hosts_block:
         ctx["peers"] = []
-    bad = encode.multiline_value(ctx, skip=("vars",))
+    bad = encode.multiline_value(ctx, skip=("vars", "firewall"))   # firewall: built by vmbuild, multi-line
     if bad is not None:
         raise InputError(Problem(cluster.source, 0, bad, f"for vm {vm.name}: holds a line break or control "
                                  "character; it would reach generated files"))
