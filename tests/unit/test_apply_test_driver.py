@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from vmbuilder.apply import up as upmod
 from vmbuilder.apply.bringup import choose_accel, refuse_on_problems
 from vmbuilder.apply.inventory import owned
-from vmbuilder.apply.lock import cluster_lock
+from vmbuilder.apply.lock import local_lock
 from vmbuilder.apply.plan import plan_host
 from vmbuilder.apply.converge import converge_host
 from vmbuilder.apply.preflight import check_host
@@ -174,15 +174,18 @@ def test_accel_choice_never_pretends_kvm(conn, cluster):
         assert why == "kept from the existing domains"
 
 
-def test_second_run_on_a_busy_cluster_is_told_who_holds_it(tmp_path, monkeypatch):
+def test_second_run_on_this_machine_is_told_who_holds_it(tmp_path, monkeypatch, write):
+    """The local half of the cluster lock (the host half needs a libvirtd with secrets: e2e)."""
     monkeypatch.setenv("VMBUILD_STATE", str(tmp_path))
-    with cluster_lock("c1", "up"):
+    c1 = load_cluster(str(write(CLUSTER.replace("name: tdrv", "name: c1"), "c1.yaml")))
+    c2 = load_cluster(str(write(CLUSTER.replace("name: tdrv", "name: c2"), "c2.yaml")))
+    with local_lock(c1, "up"):
         with pytest.raises(LockedError, match=r"cluster 'c1' is busy: pid \d+ is running `vmbuild up`"):
-            with cluster_lock("c1", "destroy"):
+            with local_lock(c1, "destroy"):
                 pass
-        with cluster_lock("c2", "up"):   # other clusters are not held up
+        with local_lock(c2, "up"):   # other clusters are not held up
             pass
-    with cluster_lock("c1", "destroy"):   # released when the holder ends
+    with local_lock(c1, "destroy"):   # released when the holder ends
         pass
     assert oct((tmp_path / "locks").stat().st_mode & 0o777) == "0o700"
 
@@ -253,7 +256,7 @@ def test_vms_on_the_clusters_own_nas_come_in_a_second_wave(write):
     from vmbuilder.apply.waves import waves
 
     text = (CLUSTER.replace("storage:\n", "storage:\n  nas: {type: netfs, server: 10.62.0.11, export: /srv/vm, "
-                                          "path: /var/lib/libvirt/nas/tdrv, shared: true, served_by: [a1]}\n")
+                                          "path: /var/lib/libvirt/nas/tdrv, shared: true, served_by: [a1], clients: [10.62.0.1]}\n")
             + "  - {name: w1, host: hv1, disks: [{name: root, pool: nas}], nics: [{network: lan, ip: 10.62.0.21}]}\n")
     cluster = load_cluster(str(write(text, "nas.yaml")))
     first, second = waves(cluster)

@@ -76,7 +76,7 @@ def _setters(cluster):
     }
 
 
-EXPORT_LINE = re.compile(r"^(#.*|/[A-Za-z0-9._+@/-]+ \d+\.\d+\.\d+\.\d+/\d+\([a-z_,]+\))$")
+EXPORT_LINE = re.compile(r"^(#.*|/[A-Za-z0-9._+@/-]+ \d+\.\d+\.\d+\.\d+(/\d+)?\([a-z_,]+\))$")
 
 
 def _check_shape(base_doc: dict, doc: dict, vm, field: str) -> None:

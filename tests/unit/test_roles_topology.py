@@ -155,7 +155,8 @@ def test_wwwroot_name_resolves_to_the_vip():
 
 
 def test_a_file_server_exports_the_nas_pool_it_serves(write):
-    served = load_cluster(moodle_with(write, "    server: 10.10.0.40\n", "    server: 10.10.0.41\n    served_by: [file1]\n"))
+    served = load_cluster(moodle_with(write, "    server: 10.10.0.40\n", "    server: 10.10.0.41\n    served_by: [file1]\n"
+                                        "    clients: [10.10.0.0/24]\n"))
     f1, _ = seed(served, "file1")
     f2, _ = seed(served, "file2")
     assert "/srv/nfs/vmstore 10.10.0.0/24(rw,sync,no_subtree_check,no_root_squash)" in f1["/etc/exports.d/vmbuild.exports"]

@@ -36,19 +36,20 @@ def plan(file: str, lab: bool, accel: str | None, as_json: bool) -> None:
     from vmbuilder.render import desired_host
     from vmbuilder.seed.templates import cluster_facts
 
-    from vmbuilder.secrets import load as load_secrets
+    from vmbuilder.apply.secretstore import load as load_secrets
 
     cluster = load_for(file, lab)
     override = Accel(accel) if accel else None
     facts = cluster_facts(cluster)
-    secrets = load_secrets(cluster.name)
+    targets = _targets(cluster, lab)
+    secrets = load_secrets(cluster, targets, store=False)   # plan writes nothing
 
     def work(t):
         with Hypervisor(t.host, t.uri) as hv:
             chosen, _ = choose_accel(hv, cluster, t.host, override, probe=False)
             return plan_host(hv, cluster, desired_host(cluster, t.host, chosen, secrets, facts))
 
-    results = each_host(_targets(cluster, lab), work)
+    results = each_host(targets, work)
     changes, errors = [], []
     for host, r in results.items():
         if isinstance(r, Exception):
@@ -123,7 +124,7 @@ def rebuild(file: str, lab: bool, vms: tuple[str, ...], roles: tuple[str, ...], 
 
     cluster = load_for(file, lab)
     chosen = select_vms(cluster, vms, roles, everything)
-    with cluster_lock(cluster.name, "rebuild"):
+    with cluster_lock(cluster, "rebuild", _targets(cluster, lab, start_lab=True)):
         reports = rebuild_vms(cluster, lab, chosen, wipe_data, not no_wait, Progress(quiet=as_json))
     print_up_result(cluster, reports, set(), as_json)
 
@@ -135,7 +136,7 @@ def rebuild_vms(cluster: Cluster, lab: bool, chosen: set[str], wipe_data: bool, 
     from vmbuilder.apply.converge import rebuild_volumes, remove_vm
     from vmbuilder.apply.inventory import owned
     from vmbuilder.render import ownership
-    from vmbuilder.secrets import load as load_secrets
+    from vmbuilder.apply.secretstore import load as load_secrets
 
     def remove_first(hv, host, say):
         for name in sorted(chosen):
@@ -152,7 +153,7 @@ def rebuild_vms(cluster: Cluster, lab: bool, chosen: set[str], wipe_data: bool, 
     hosts = {h: t for h, t in targets.items() if any(cluster.vm(n).host == h for n in chosen)}
     opts = UpOptions(wait=wait, before=remove_first, after_networks=_lab_lan(cluster) if lab else None,
                      only=frozenset(chosen))
-    return bring_up(cluster, hosts, images, opts, progress, secrets=load_secrets(cluster.name))
+    return bring_up(cluster, hosts, images, opts, progress, secrets=load_secrets(cluster, targets))
 
 
 @click.command()
@@ -210,8 +211,9 @@ def _each(cluster: Cluster, lab: bool, work, what: str, progress: bool = False) 
                 return work(hv, lambda o, p, d="": show(t.host, o, p, d))
             return work(hv)
 
-    with cluster_lock(cluster.name, what):
-        results = each_host(_targets(cluster, lab), run)
+    targets = _targets(cluster, lab)
+    with cluster_lock(cluster, what, targets):
+        results = each_host(targets, run)
     failed = [host_line(h, r) for h, r in results.items() if isinstance(r, Exception)]
     if failed:
         raise OperationError("\n".join(failed))

@@ -73,7 +73,7 @@ def verify(file: str, lab: bool, failover: bool, as_json: bool) -> None:
             from vmbuilder.apply.failover import run_failover
 
             say = (lambda vm, what: None) if as_json else (lambda vm, what: click.echo(f"{vm}: {what}", err=True))
-            with cluster_lock(cluster.name, "verify --failover"):
+            with cluster_lock(cluster, "verify --failover", targets):
                 checks = run_failover(cluster, g, say)
             if not checks:
                 raise OperationError("--failover needs two lb VMs or a db primary with a replica; "

@@ -73,9 +73,9 @@ def up(file: str, lab: bool, accel: str | None, no_wait: bool, timeout: float | 
     progress = Progress(quiet=as_json)
     opts = UpOptions(accel=Accel(accel) if accel else None, wait=not no_wait, timeout=timeout,
                      continue_on_host_error=continue_on_host_error, after_networks=_lab_lan(cluster) if lab else None)
-    with cluster_lock(cluster.name, "up"):
+    targets = _targets(cluster, lab, start_lab=True)
+    with cluster_lock(cluster, "up", targets):
         # hosts first: an unreachable host should not cost an image build before it is reported
-        targets = _targets(cluster, lab, start_lab=True)
         skip = refuse_on_problems(preflight(cluster, targets, opts.accel), continue_on_host_error)
         images = _resolve_images(cluster, progress)
         for h in sorted(skip):
@@ -93,10 +93,10 @@ def bring_up_in_waves(cluster: Cluster, targets: dict, images: dict, opts, progr
     from vmbuilder.apply.waves import wait_exports, waves
     from vmbuilder.seed.templates import cluster_facts
 
-    from vmbuilder.secrets import load as load_secrets
+    from vmbuilder.apply.secretstore import load as load_secrets
 
     facts = cluster_facts(cluster)   # seeds always see the whole cluster, whatever the wave
-    secrets = load_secrets(cluster.name)
+    secrets = load_secrets(cluster, targets)
     plan = waves(cluster)
     reports: list = []
     for i, wave in enumerate(plan):
@@ -204,8 +204,9 @@ def down(file: str, lab: bool, timeout: float) -> None:
         with Hypervisor(t.host, t.uri) as hv:
             return down_host(hv, cluster, timeout, lambda o, p, d="": progress(t.host, o, p, d))
 
-    with cluster_lock(cluster.name, "down"):
-        results = each_host(_targets(cluster, lab), work)
+    targets = _targets(cluster, lab)
+    with cluster_lock(cluster, "down", targets):
+        results = each_host(targets, work)
     _report_each(results, lambda how: ", ".join(f"{d}: {h}" for d, h in sorted(how.items())) or "no VMs")
 
 
@@ -237,8 +238,8 @@ def destroy(file: str, lab: bool, yes: bool, wipe_data: bool) -> None:
         with Hypervisor(t.host, t.uri) as hv:
             return remove_domains(hv, cluster, say(t))
 
-    with cluster_lock(cluster.name, "destroy"):
-        targets = _targets(cluster, lab)
+    targets = _targets(cluster, lab)
+    with cluster_lock(cluster, "destroy", targets):
         # every host's guests first: a shared pool's volumes go only once no host runs on them
         first = each_host(targets, domains)
         cleared = {h for h, r in first.items() if not isinstance(r, Exception)}
@@ -292,4 +293,22 @@ def doctor(file: str, lab: bool, as_json: bool) -> None:
         sys.exit(1)
 
 
-COMMANDS = (up, status, down, destroy, doctor)
+@click.command(epilog="""\b
+Examples:
+  vmbuild unlock cluster.yaml
+  vmbuild unlock profiles/clusters/moodle.yaml --lab
+""")
+@click.argument("file", type=click.Path(dir_okay=False))
+@lab_option
+def unlock(file: str, lab: bool) -> None:
+    """Remove FILE's cluster lock, left on its first host by a run that died on another
+    machine (a dead run of this machine's is recognised and taken over without this)."""
+    from vmbuilder.apply.lock import unlock as remove_lock
+
+    cluster = load_for(file, lab)
+    removed = remove_lock(cluster, _targets(cluster, lab))
+    for line in removed or [f"cluster {cluster.name!r} was not locked"]:
+        click.echo(line)
+
+
+COMMANDS = (up, status, down, destroy, doctor, unlock)

@@ -60,8 +60,8 @@ def update(file: str, lab: bool, role: str, as_json: bool) -> None:
             raise OperationError(f"{vm}: rebuild failed ({'; '.join(problems)[:300]}); it stays drained, "
                                  f"the other web servers serve")
 
-    with cluster_lock(cluster.name, "update"):
-        targets = _targets(cluster, lab)
+    targets = _targets(cluster, lab)
+    with cluster_lock(cluster, "update", targets):
         with Guests(cluster, {h: t.uri for h, t in targets.items()}) as g:
             timings = rolling_update(g, topology.lvs(cluster), webs, rebuild, say)
     if as_json:
