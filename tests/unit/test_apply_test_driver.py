@@ -20,7 +20,7 @@ from vmbuilder.config import load_cluster
 from vmbuilder.errors import LockedError, OperationError
 from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.model import Accel
-from vmbuilder.render import desired_host, names
+from vmbuilder.render import desired_host, names, ownership
 from vmbuilder.render.storage import pool_xml
 from vmbuilder.render.xmltools import to_string
 
@@ -336,3 +336,99 @@ def test_a_volume_that_held_data_goes_only_with_wipe_data(conn, cluster, write):
         out = destroy_host(hv, flipped, wipe_data=False, progress=lambda *a: None)
     assert "a1-data.qcow2" in pool.listVolumes(), out.removed
     assert any("a1-data.qcow2" in k for k in out.kept)
+
+
+class Killed(BaseException):
+    """What a kill -9 looks like to the code that was running: it stops right there."""
+
+
+def _converge_and_up(cluster, monkeypatch):
+    """What `up` does on one host once images are there, on the test driver (its volumes take
+    no uploads: the seed's bytes are not sent, everything else is the real code)."""
+    from vmbuilder.apply.up import up_host
+
+    monkeypatch.setattr(Hypervisor, "upload", lambda self, vol, source, size, what: None)
+    want = _test_want(cluster)
+    with Hypervisor("hv1", URI) as hv:
+        changes = plan_host(hv, cluster, want)
+        converge_host(hv, cluster, want, changes, 0.0, lambda *a: None)
+        pools = {"local": hv.pool("local")}
+        up_host(hv, cluster, want, pools, lambda *a: None)
+
+
+def _kill_at(monkeypatch, n: int) -> list[str]:
+    """Make the Nth changing libvirt call of this process the last one; return what ran."""
+    real = Hypervisor.call
+    seen: list[str] = []
+
+    def call(self, action, obj, fn, *args, mutate=False):
+        if mutate:
+            if len(seen) == n:
+                raise Killed(f"killed before {action} {obj}")
+            seen.append(f"{action} {obj}")
+        return real(self, action, obj, fn, *args, mutate=mutate)
+
+    monkeypatch.setattr(Hypervisor, "call", call)
+    return seen
+
+
+@pytest.mark.parametrize("edit,what", [
+    (("- {name: a2, host: hv1,", "- {name: a2, host: hv1, memory: 512MiB,"), "restart"),
+    (("accel: auto", "accel: auto\ntimezone: Europe/Berlin"), "rebuild"),
+])
+def test_a_change_killed_at_any_step_is_finished_by_the_next_up(conn, cluster, write, monkeypatch, edit, what):
+    """Kill `up` before each changing call of a restart and of a rebuild in turn: the next
+    plan still shows work to do, and the next up converges (plan empty, new definition and
+    seed running)."""
+    edited = load_cluster(str(write(CLUSTER.replace(*edit), "edited.yaml")))
+
+    def fresh_host():
+        for d in conn.listAllDomains():
+            if d.name() != "test":
+                if d.isActive():
+                    d.destroy()
+                d.undefine()
+        for p in conn.listAllStoragePools():
+            if p.name() == "local":
+                for v in p.listAllVolumes():
+                    v.delete()
+                p.destroy()
+                p.undefine()
+        for net in conn.listAllNetworks():
+            if net.name() == "lan":
+                net.destroy()
+                net.undefine()
+        _build_like_up(cluster, conn)
+        # a2's root disk as the old system left it: one byte, so a fresh one is told apart
+        pool = conn.storagePoolLookupByName("local")
+        root = names.disk_volume(cluster, cluster.vm("a2"), cluster.vm("a2").boot_disk)
+        pool.storageVolLookupByName(root).delete()
+        pool.createXML(f"<volume><name>{root}</name><capacity>1</capacity></volume>", 0)
+        assert what in [c[0] for c in _plan(edited)[0]]
+
+    def converged(note):
+        assert _plan(edited)[0] == [], f"{note}: not converged"
+        new = ownership.read(desired_host(edited, "hv1", Accel.TCG).vms[1].domain)
+        live = ownership.read(conn.lookupByName("a2").XMLDesc(0))
+        assert (live.spec, live.seed) == (new.spec, new.seed), note
+        root = names.disk_volume(edited, edited.vm("a2"), edited.vm("a2").boot_disk)
+        size = conn.storagePoolLookupByName("local").storageVolLookupByName(root).info()[1]
+        assert size == (1 if what == "restart" else edited.vm("a2").boot_disk.size), f"{note}: the new seed runs on the old root disk ({size})"
+
+    fresh_host()
+    with monkeypatch.context() as m:
+        steps = _kill_at(m, 10 ** 6)
+        _converge_and_up(edited, m)
+    converged("unkilled")
+    for n, step in enumerate(steps):
+        fresh_host()
+        with monkeypatch.context() as m:
+            _kill_at(m, n)
+            with pytest.raises(Killed):
+                _converge_and_up(edited, m)
+        left = [c for c in _plan(edited)[0] if c[0] != "conflict"]
+        assert left, f"killed before step {n} ({step}): the next plan shows nothing to finish"
+        with monkeypatch.context() as m:
+            _converge_and_up(edited, m)
+        converged(f"killed before step {n} ({step})")
+    assert len(steps) >= 3

@@ -33,11 +33,22 @@ def rebuild_volumes(cluster: Cluster, vm_name: str, wipe_data: bool,
 
 def remove_vm(hv: Hypervisor, cluster: Cluster, vm_name: str, volumes: dict[str, set[str]],
               progress: Progress, grace: float = 0.0) -> Removal:
-    out = Removal(removed=remove_domains(hv, cluster, progress, only={vm_name}, grace=grace))
+    """Stop the VM, delete VOLUMES, then undefine it. The definition goes last: a run killed
+    half-way leaves a domain the next plan still sees (and rebuilds or deletes again), never
+    volumes nobody knows are stale."""
+    found = owned(hv, cluster).domains.get(vm_name)
+    if found is not None and found[0].isActive():
+        dom = found[0]
+        if grace > 0:
+            stop_domains(hv, [dom], grace, progress)
+        if dom.isActive():
+            hv.call("forcing off", dom.name(), dom.destroy, mutate=True)
+    out = Removal()
     for pool_name, vols in volumes.items():
         pool = hv.pool(names.pool(cluster, pool_name))
         if pool is not None and pool.isActive():
             delete_volumes(hv, cluster, pool_name, pool, vols, set(), out)
+    out.removed[:0] = remove_domains(hv, cluster, progress, only={vm_name})
     return out
 
 

@@ -84,6 +84,7 @@ def plan_host(hv: Hypervisor, cluster: Cluster, want: DesiredHost, found: Owned 
         needed[(d.vm.boot_disk.pool, d.seed_volume.findtext("name"))] = f"seed of {d.vm.name}"
 
     rebuilds = set()
+    orphans: set[str] = set()   # VMs with no domain: a root disk of theirs is a leftover
     for d in want.vms:
         dom_and_mark = found.domains.get(d.vm.name)
         libname = names.domain(cluster, d.vm)
@@ -93,6 +94,7 @@ def plan_host(hv: Hypervisor, cluster: Cluster, want: DesiredHost, found: Owned 
             else:
                 out.append(Change(h, "domain", d.vm.name, "create", f"{d.vm.role}, {d.vm.memory >> 20} MiB, "
                                                                    f"{d.vm.vcpus} vCPU"))
+                orphans.add(d.vm.name)
             continue
         dom, mark = dom_and_mark
         new = ownership.read(d.domain)
@@ -110,13 +112,21 @@ def plan_host(hv: Hypervisor, cluster: Cluster, want: DesiredHost, found: Owned 
                               + "); undo it, or `vmbuild rebuild --vm " + d.vm.name + "` to take the file's"))
         elif mark.spec != new.spec:
             out.append(Change(h, "domain", d.vm.name, "restart" if active else "change", _diff(old, d.domain)))
+        elif active and _running_spec(dom) not in (None, mark.spec):
+            # redefined, but a run stopped before restarting it: the guest runs the old definition
+            out.append(Change(h, "domain", d.vm.name, "restart", "the new definition is not running yet "
+                                                                 "(an earlier run stopped before restarting it)"))
         if not active and not any(c.name == d.vm.name and c.kind == "domain" and c.action == "conflict" for c in out):
             out.append(Change(h, "domain", d.vm.name, "start"))
 
+    roots = {(d.vm.boot_disk.pool, names.disk_volume(cluster, d.vm, d.vm.boot_disk)): d.vm.name for d in want.vms}
     for (pool_name, vol), what in sorted(needed.items()):
         rebuilt = any(what.endswith(f"of {vm}") and not _is_data(cluster, vm, vol) for vm in rebuilds)
-        if pool_name in pools and (vol not in existing_vols[pool_name] or rebuilt):
+        leftover = roots.get((pool_name, vol)) in orphans and vol in existing_vols.get(pool_name, ())
+        if pool_name in pools and (vol not in existing_vols[pool_name] or rebuilt or leftover):
             note = f"{what}" + (" (shared pool)" if is_shared(cluster, pool_name) else "")
+            if leftover:
+                note += "; its domain is gone (an unfinished run): made afresh"
             out.append(Change(h, "volume", f"{pool_name}/{vol}", "create", note))
         elif pool_name not in pools:
             out.append(Change(h, "volume", f"{pool_name}/{vol}", "create", what))
@@ -140,6 +150,12 @@ def plan_host(hv: Hypervisor, cluster: Cluster, want: DesiredHost, found: Owned 
     for net in sorted(set(found.networks) - {n for n, _ in want.networks}):
         out.append(Change(h, "network", net, "delete", "not in the file any more"))
     return sorted(out, key=lambda c: (ORDER.index(c.action), c.kind, c.name))
+
+
+def _running_spec(dom: libvirt.virDomain) -> str | None:
+    """The spec of the definition the guest was started with (its live XML's mark)."""
+    mark = ownership.read(dom.XMLDesc(0))
+    return mark.spec if mark else None
 
 
 def _is_data(cluster: Cluster, vm_name: str, volume: str) -> bool:

@@ -84,10 +84,17 @@ def up_host(hv: Hypervisor, cluster: Cluster, want: DesiredHost, pools: dict[str
             progress: Progress, after_networks: Callable[[], None] | None = None) -> None:
     """Overlays, seeds, networks, domains, start: each created only when missing."""
     for d in want.vms:
-        for pool_name, xml in d.volumes:
+        defined = hv.domain(names.domain(cluster, d.vm)) is not None
+        for i, (pool_name, xml) in enumerate(d.volumes):
             volname = xml.findtext("name")
             with guard(hv, cluster, pool_name, pools[pool_name]):
-                if hv.volume(pools[pool_name], volname) is None:
+                old = hv.volume(pools[pool_name], volname)
+                if old is not None and i == 0 and not defined:
+                    # a root disk whose domain is gone is what a killed rebuild (or a killed
+                    # first up) leaves: the new seed must never boot on the old system
+                    hv.call("removing root disk left by an unfinished run", volname, old.delete, 0, mutate=True)
+                    old = None
+                if old is None:
                     progress(d.vm.name, "disk", volname)
                     hv.call("creating overlay", volname, pools[pool_name].createXML, to_string(xml), 0, mutate=True)
         seed_pool = pools[d.vm.boot_disk.pool]
