@@ -150,3 +150,42 @@ def test_aliased_big_string_is_bounded_before_render(tmp_path):
     assert r.exit_code == 2, r.output
     assert re.search(r"cluster\.yaml:\d+: .*(too large|expands)", r.output), r.output
     assert not (tmp_path / "out").exists()
+
+
+def _leaves(node, path=()):
+    yield path
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, path + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _leaves(v, path + (i,))
+
+
+def _put(doc, path, value):
+    doc = copy.deepcopy(doc)
+    node = doc
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    return doc
+
+
+def test_every_key_of_the_reference_file_takes_any_wrong_shape_gracefully(tmp_path):
+    """Each value of moodle.yaml, in turn, replaced by nothing, a mapping, a list, a number and
+    a line break: validation either accepts it or names FILE:LINE and the key; never a crash."""
+    from vmbuilder.config import load_cluster
+    from vmbuilder.errors import InputError
+
+    f = tmp_path / "cluster.yaml"
+    tried = 0
+    for path in [p for p in _leaves(BASE) if p]:
+        for value in (None, {"a": {"b": 1}}, [[1]], -1, "a\nb"):
+            f.write_text(yaml.safe_dump(_put(BASE, path, value), sort_keys=False))
+            tried += 1
+            try:
+                load_cluster(f)
+            except InputError as e:
+                assert e.problems and all(p.file.endswith(".yaml") and p.line > 0 for p in e.problems[:1]), \
+                    (path, value, str(e))
+    assert tried > 500

@@ -89,7 +89,8 @@ def load_cluster(path: Path | str, lab: bool = False) -> Cluster:
         if not profiles.exists(role):
             ck.add(src, ("lab", "roles", role), _unknown("role profile", role, available(dirs)))
 
-    ci_schema = cloudschema.load() if any(isinstance(e, dict) for e in top.get("vms") or []) else None
+    vms_raw = top.get("vms") if isinstance(top.get("vms"), list) else []
+    ci_schema = cloudschema.load() if vms_raw else None
     builder = VMBuilder(identity_of(cname, prefix), src.file, hosts, networks, pools, images, declared)
     built: list[tuple[int, Merged, object]] = []
     lab_sized: dict[str, tuple[Merged, object]] = {}
