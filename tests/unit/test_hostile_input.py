@@ -95,6 +95,9 @@ CASES = [
     ("cloud-init-timezone-int", f"vms.{DB1}.cloud_init", {"timezone": 7}, f"vms[{DB1}].cloud_init.timezone"),
     ("image-url-quote", "images.debian12", {"url": "https://x.example/a'b.qcow2", "sha256": "0" * 64},
      "images.debian12.url"),
+    ("image-path-etc", "images.debian12", {"path": "/etc/shadow"}, "images.debian12.path"),
+    ("image-kernel-proc", "images.debian12", {"path": "/srv/i.qcow2", "boot": "kernel", "kernel": "/proc/kcore"},
+     "images.debian12.kernel"),
     ("image-cmdline-newline", "images.debian12", {"recipe": "debian12-roles", "cmdline": "a\nb"},
      "images.debian12.cmdline"),
 ]

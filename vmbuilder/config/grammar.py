@@ -111,6 +111,17 @@ def storage_path(value: object, what: str = "path") -> str:
     return norm
 
 
+def source_file(value: object, what: str = "path") -> str:
+    """A file vmbuild reads and uploads into a volume (an image, a kernel): never from the
+    system's configuration or kernel interfaces, which would hand their content to a guest."""
+    norm = path(value, what)
+    inside = next((t for t in ("/etc", "/proc", "/sys", "/dev", "/run") if norm == t or norm.startswith(t + "/")), None)
+    if inside:
+        raise ValueError(f"{norm} is inside {inside}; an image or kernel file lives elsewhere "
+                         f"(e.g. /var/lib/libvirt/images, /srv, /boot)")
+    return norm
+
+
 def nested(a: str, b: str) -> bool:
     """True when one path is the other or lies inside it."""
     return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")

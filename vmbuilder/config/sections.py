@@ -168,7 +168,7 @@ def images(ck: Checker, src: Source, raw: object) -> dict[str, Image]:
             continue
         source = body[given[0]]
         if given[0] == "path":
-            source = ck.abspath(src, p + ("path",), source)
+            source = ck.grammar(src, p + ("path",), source, grammar.source_file)
         elif given[0] == "url":
             source = ck.grammar(src, p + ("url",), source,
                                 lambda v: grammar.url(v, ("http", "https", "file"), "image URL"))
@@ -185,8 +185,8 @@ def images(ck: Checker, src: Source, raw: object) -> dict[str, Image]:
         fmt = ck.choice(src, p + ("format",), body.get("format", default_format), ["qcow2", "raw"])
         default_boot = "kernel" if body.get("kernel") or given[0] == "recipe" else "bootloader"
         boot = ck.choice(src, p + ("boot",), body.get("boot", default_boot), [b.value for b in BootMode])
-        kernel = ck.abspath(src, p + ("kernel",), body["kernel"]) if body.get("kernel") is not None else None
-        initrd = ck.abspath(src, p + ("initrd",), body["initrd"]) if body.get("initrd") is not None else None
+        kernel = ck.grammar(src, p + ("kernel",), body["kernel"], grammar.source_file) if body.get("kernel") is not None else None
+        initrd = ck.grammar(src, p + ("initrd",), body["initrd"], grammar.source_file) if body.get("initrd") is not None else None
         cmdline = ck.text(src, p + ("cmdline",), body["cmdline"]) if body.get("cmdline") is not None else None
         if boot == "kernel" and given[0] != "recipe" and kernel is None:
             ck.add(src, p + ("boot",), "boot: kernel needs 'kernel' (and usually 'initrd') paths")
