@@ -20,7 +20,8 @@ from vmbuilder.config import load_cluster
 from vmbuilder.errors import LockedError, OperationError
 from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.model import Accel
-from vmbuilder.render import desired_host, names, ownership
+from vmbuilder import ownership
+from vmbuilder.render import desired_host, names
 from vmbuilder.render.storage import pool_xml
 from vmbuilder.render.xmltools import to_string
 
@@ -319,7 +320,7 @@ def test_clusters_of_one_name_told_apart_by_prefix_never_touch_each_other(conn, 
 def test_a_volume_that_held_data_goes_only_with_wipe_data(conn, cluster, write):
     """keep: true turned to false must not delete the data disk at the next rebuild or destroy."""
     from vmbuilder.apply.converge import rebuild_volumes
-    from vmbuilder.render import ownership
+    from vmbuilder import ownership
 
     _build_like_up(cluster, conn)
     flipped = load_cluster(str(write(CLUSTER.replace("size: 1GiB, keep: true}", "size: 1GiB, keep: false}"),

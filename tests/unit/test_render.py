@@ -12,7 +12,8 @@ from tests.conftest import MOODLE
 from vmbuilder.cli.main import cli
 from vmbuilder.config import load_cluster
 from vmbuilder.model import Accel
-from vmbuilder.render import desired_host, ownership
+from vmbuilder import ownership
+from vmbuilder.render import desired_host
 from vmbuilder.render.xmltools import to_string
 from vmbuilder.seed.iso import read_iso
 

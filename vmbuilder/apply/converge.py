@@ -10,7 +10,8 @@ from vmbuilder.apply.plan import Change
 from vmbuilder.apply.teardown import Removal, delete_volumes, remove_domains, stop_domains
 from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.model import Cluster
-from vmbuilder.render import DesiredHost, names, ownership
+from vmbuilder import ownership
+from vmbuilder.render import DesiredHost, names
 from vmbuilder.render.xmltools import to_string
 
 Progress = Callable[[str, str, str], None]

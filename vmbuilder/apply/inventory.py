@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 
 import libvirt
 
-from vmbuilder import identity
 from vmbuilder.hypervisor.connection import Hypervisor
+from vmbuilder.hypervisor.observe import pool_is_ours
 from vmbuilder.model import Cluster
-from vmbuilder.render import names, ownership
+from vmbuilder import ownership
+from vmbuilder.render import names
 
 
 @dataclass
@@ -21,12 +22,6 @@ class Owned:
     domains: dict[str, tuple[libvirt.virDomain, ownership.Mark]] = field(default_factory=dict)   # by VM name
     networks: dict[str, tuple[libvirt.virNetwork, ownership.Mark]] = field(default_factory=dict)
     pools: dict[str, libvirt.virStoragePool] = field(default_factory=dict)   # by the file's pool name
-
-
-def pool_is_ours(cluster: Cluster, libname: str, uuid: str) -> bool:
-    if not libname.startswith(cluster.prefix):
-        return False
-    return uuid == identity.object_uuid(cluster.identity, "pool", libname[len(cluster.prefix):])
 
 
 def domain_mark(dom: libvirt.virDomain) -> ownership.Mark | None:

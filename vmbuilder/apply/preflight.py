@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from lxml import etree
 
-from vmbuilder.apply.inventory import domain_mark, network_mark, pool_is_ours
+from vmbuilder.apply.inventory import domain_mark, network_mark
+from vmbuilder.hypervisor.observe import pool_is_ours
 from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.model import Cluster, NetMode
-from vmbuilder.render import ownership
+from vmbuilder import ownership
 
 # 7.0 is the oldest libvirt whose domain/network metadata and stream upload vmbuild relies on
 MIN_LIBVIRT = 7_000_000

@@ -12,7 +12,8 @@ from vmbuilder.apply.shared import guard, is_shared
 from vmbuilder.errors import HostError
 from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.model import Cluster
-from vmbuilder.render import names, ownership
+from vmbuilder import ownership
+from vmbuilder.render import names
 
 Progress = Callable[[str, str, str], None]
 

@@ -10,7 +10,8 @@ from vmbuilder.apply.images import ImageFiles
 from vmbuilder.errors import ConflictError
 from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.model import Cluster
-from vmbuilder.render import DesiredHost, names, ownership
+from vmbuilder import ownership
+from vmbuilder.render import DesiredHost, names
 from vmbuilder.apply.inventory import usable_pool
 from vmbuilder.apply.shared import guard
 from vmbuilder.render.storage import blob_volume_xml, pool_xml

@@ -135,7 +135,7 @@ def rebuild_vms(cluster: Cluster, lab: bool, chosen: set[str], wipe_data: bool, 
     from vmbuilder.apply.bringup import UpOptions, bring_up, preflight, refuse_on_problems
     from vmbuilder.apply.converge import rebuild_volumes, remove_vm
     from vmbuilder.apply.inventory import owned
-    from vmbuilder.render import ownership
+    from vmbuilder import ownership
     from vmbuilder.apply.secretstore import load as load_secrets
 
     def remove_first(hv, host, say):

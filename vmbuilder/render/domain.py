@@ -5,7 +5,8 @@ from lxml import etree
 
 from vmbuilder import identity
 from vmbuilder.model import BootMode, VM, Cluster
-from vmbuilder.render import names, ownership
+from vmbuilder import ownership
+from vmbuilder.render import names
 from vmbuilder.render.xmltools import seal, sub
 
 DEFAULT_CMDLINE = "root=/dev/vda rw console=ttyS0"

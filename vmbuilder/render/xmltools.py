@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from lxml import etree
 
-from vmbuilder.render import ownership
+from vmbuilder import ownership
 
 
 def sub(parent: etree._Element, tag: str, text: object = None, **attrs: object) -> etree._Element:
