@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 
 import click
 
@@ -40,7 +41,8 @@ def _targets(cluster: Cluster, lab: bool, start_lab: bool = False):
 def _lab_lan(cluster: Cluster):
     from vmbuilder.lab import hosts as labhosts, lan
 
-    return lambda host: lan.join(cluster, host, labhosts.lab_host(cluster.name, host).netns)
+    switch_lock = threading.Lock()   # one per run, shared by its hosts' workers
+    return lambda host: lan.join(cluster, host, labhosts.lab_host(cluster.name, host).netns, switch_lock)
 
 
 def _resolve_images(cluster: Cluster, progress) -> dict:

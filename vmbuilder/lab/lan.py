@@ -51,12 +51,10 @@ def spanning(cluster: Cluster) -> list[str]:
             if net.spans_hosts and sum(1 for h in cluster.hosts if net in cluster.networks_on(h)) > 1]
 
 
-_switch_lock = threading.Lock()   # hosts' workers join in parallel; the switch is made once
-
-
-def join(cluster: Cluster, host: str, host_netns: str) -> list[str]:
-    """Join HOST's libvirt bridges of the spanning networks to the switch. Idempotent."""
-    with _switch_lock:
+def join(cluster: Cluster, host: str, host_netns: str, switch_lock: threading.Lock) -> list[str]:
+    """Join HOST's libvirt bridges of the spanning networks to the switch. Idempotent.
+    SWITCH_LOCK is the run's: hosts' workers join in parallel, and the switch is made once."""
+    with switch_lock:
         return _join(cluster, host, host_netns)
 
 
