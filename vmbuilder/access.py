@@ -21,6 +21,11 @@ class Opening:
     proto: str
     ports: tuple[int, ...] = ()
     sources: tuple[str, ...] = ()   # addresses or CIDRs; empty means from anywhere
+    dest: str = ""                  # only to this address of the VM (a VIP)
+    # accepted before connection tracking is asked: an LVS-DR director sees only the client's
+    # half of each connection, so conntrack calls its later packets (ACK, FIN) invalid, and
+    # without the FIN IPVS never learns a connection ended (a drained server never empties)
+    stateless: bool = False
 
 
 def addresses(vms: list[VM], cluster: Cluster) -> tuple[str, ...]:
@@ -69,7 +74,8 @@ def openings(cluster: Cluster, vm: VM) -> tuple[Opening, ...]:
     if vm.role == "lb" and lvs:
         peers = tuple(m.ip for m in lvs.directors if m.vm != vm.name)
         out.append(Opening("VRRP from the other directors", "vrrp", (), peers))
-        out.append(Opening("HTTP to the VIP", "tcp", (lvs.port,)))
+        out.append(Opening("HTTP to the VIP (LVS-DR: the director sees one direction only)", "tcp", (lvs.port,),
+                           dest=lvs.vip, stateless=True))
     if vm.role == "web":
         out.append(Opening("HTTP (through the directors, LVS-DR)", "tcp", (80,)))
     if vm.role == "db":

@@ -104,3 +104,15 @@ def test_the_health_page_keeps_database_errors_to_the_log(files):
     page = files["web1"]["/var/www/html/health.php"]
     assert "getMessage" in page and "error_log(" in page
     assert not re.search(r"echo[^;]*getMessage", page)
+
+
+def test_the_directors_take_vip_traffic_before_connection_tracking(files):
+    """LVS-DR: a director sees only the client's half of a connection, so conntrack calls
+    its ACKs and FINs invalid; dropped, IPVS never sees connections end and a drained web
+    server never empties. The VIP's port is accepted before any ct state rule."""
+    rules = files["lb1"]["/etc/nftables.conf"].splitlines()
+    vip = next(i for i, l in enumerate(rules) if "ip daddr 10.20.0.10 tcp dport { 80 } accept" in l)
+    first_ct = next(i for i, l in enumerate(rules) if "ct state" in l)
+    assert vip < first_ct
+    web = files["web1"]["/etc/nftables.conf"]
+    assert "ip daddr 10.20.0.10" not in web   # real servers see both directions: tracked as usual

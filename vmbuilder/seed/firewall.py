@@ -19,7 +19,7 @@ delete table inet vmbuild
 table inet vmbuild {
   chain input {
     type filter hook input priority filter; policy drop;
-    ct state established,related accept
+{stateless}    ct state established,related accept
     ct state invalid drop
     iif "lo" accept
     meta l4proto { icmp, ipv6-icmp } accept
@@ -27,10 +27,10 @@ table inet vmbuild {
 """
 
 
-def _sources(sources: tuple[str, ...]) -> str:
-    for s in sources:
+def _sources(sources: tuple[str, ...], dest: str = "") -> str:
+    for s in sources + ((dest,) if dest else ()):
         ipaddress.IPv4Network(s, strict=False)   # only addresses: anything else is a bug upstream
-    return f"ip saddr {{ {', '.join(sources)} }} " if sources else ""
+    return (f"ip saddr {{ {', '.join(sources)} }} " if sources else "") + (f"ip daddr {dest} " if dest else "")
 
 
 def rule(o: Opening) -> str:
@@ -41,12 +41,15 @@ def rule(o: Opening) -> str:
     if o.proto not in ("tcp", "udp") or not o.ports or not all(isinstance(p, int) and 0 < p < 65536 for p in o.ports):
         raise ValueError(f"bad opening {o}")
     ports = ", ".join(str(p) for p in o.ports)
-    return f"    {_sources(o.sources)}{o.proto} dport {{ {ports} }} accept"
+    return f"    {_sources(o.sources, o.dest)}{o.proto} dport {{ {ports} }} accept"
 
 
 def ruleset(openings: tuple[Opening, ...]) -> str:
-    lines = [HEAD.rstrip("\n")]
+    first = "".join(f"    # {o.why}\n{rule(o)}\n" for o in openings if o.stateless)
+    lines = [HEAD.replace("{stateless}", first).rstrip("\n")]
     for o in openings:
+        if o.stateless:
+            continue
         text = rule(o)
         if text:
             lines.append(f"    # {o.why}")
