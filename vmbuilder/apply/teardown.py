@@ -187,7 +187,25 @@ def destroy_host(hv: Hypervisor, cluster: Cluster, wipe_data: bool, progress: Pr
         hv.call("undefining pool", pool.name(), pool.undefine, mutate=True)
         out.removed.append(f"pool {pool.name()}")
         progress(pool_name, "destroy", "pool removed")
+    _secrets(hv, cluster, wipe_data, out)
     return out
+
+
+def _secrets(hv: Hypervisor, cluster: Cluster, wipe_data: bool, out: "Removal") -> None:
+    """The generated passwords go with the data they open: kept data disks still hold a
+    database made with them, so only --wipe-data removes them."""
+    from vmbuilder.apply.secretstore import secret_uuid
+    from vmbuilder.hypervisor import secrets as hostsecrets
+
+    uuid = secret_uuid(cluster)
+    if hostsecrets.read(hv, uuid) is None:
+        return
+    if wipe_data:
+        hostsecrets.remove(hv, uuid)
+        out.removed.append(f"secret {uuid} (generated passwords)")
+    else:
+        out.kept.append(f"secret {uuid}: the generated passwords the kept data disks were made with "
+                        f"(--wipe-data removes them)")
 
 
 def _undefine(hv: Hypervisor, dom: libvirt.virDomain) -> None:
