@@ -28,7 +28,17 @@ from vmbuilder.render import DesiredHost, names
 from vmbuilder.render.domain import facts, shape
 
 
-class Action(str, Enum):
+class _Word(str, Enum):
+    """An enum that prints, formats and serialises as its plain word."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+class Action(_Word):
     DELETE = "delete"
     REBUILD = "rebuild"
     RESTART = "restart"
@@ -37,24 +47,12 @@ class Action(str, Enum):
     START = "start"
     CONFLICT = "conflict"
 
-    def __str__(self) -> str:
-        return self.value
 
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
-
-
-class Kind(str, Enum):
+class Kind(_Word):
     POOL = "pool"
     VOLUME = "volume"
     NETWORK = "network"
     DOMAIN = "domain"
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
 
 
 ORDER = tuple(Action)
