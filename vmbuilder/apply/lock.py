@@ -60,6 +60,15 @@ def stale(holder: dict) -> bool:
     return holder.get("boot") != _boot_id() or not _alive(int(holder.get("pid", 0)))
 
 
+def _holder(raw: bytes | None) -> dict:
+    """Who holds a lock, from its value; {} when it is being written or unreadable."""
+    try:
+        data = json.loads(raw.decode()) if raw else {}
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def describe(holder: dict) -> str:
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
     return (f"`vmbuild {holder.get('what', '?')}` by {holder.get('user', '?')}@{holder.get('machine', '?')} "
@@ -92,10 +101,7 @@ def host_lock(cluster: Cluster, what: str, targets: dict) -> Iterator[None]:
             if held is None:
                 continue   # released between our two calls
             theirs, raw = held
-            try:
-                holder = json.loads(raw.decode()) if raw else {}
-            except ValueError:
-                holder = {}
+            holder = _holder(raw)
             if holder and stale(holder):
                 hostsecrets.remove(hv, theirs)
                 continue
@@ -148,10 +154,7 @@ def unlock(cluster: Cluster, targets: dict) -> list[str]:
             if held is None:
                 continue
             theirs, raw = held
-            try:
-                holder = json.loads(raw.decode()) if raw else {}
-            except ValueError:
-                holder = {}
+            holder = _holder(raw)
             hostsecrets.remove(hv, theirs)
             out.append(f"{host}: removed the lock of " + (describe(holder) if holder else "an unreadable holder"))
     return out
