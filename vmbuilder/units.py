@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import re
+from types import MappingProxyType
 
-_BINARY = {"": None, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
-           "g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}
-_DECIMAL = {"kb", "mb", "gb", "tb"}
+_BINARY = MappingProxyType({"": None, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
+           "g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40})
+_DECIMAL = frozenset({"kb", "mb", "gb", "tb"})
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*\Z")
 
 

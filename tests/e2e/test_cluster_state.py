@@ -119,6 +119,7 @@ def test_the_lock_names_its_holder_and_a_dead_runs_lock_is_taken_over(lab):
 
 
 def test_destroy_keeps_the_passwords_of_kept_data_and_wipe_data_removes_them(lab):
+    from vmbuilder.apply.context import HostRun, Options, Run
     from vmbuilder.apply.teardown import destroy_host
 
     path, _ = lab
@@ -126,8 +127,8 @@ def test_destroy_keeps_the_passwords_of_kept_data_and_wipe_data_removes_them(lab
     first = secretstore.load(cluster, targets)
     uuid = secretstore.secret_uuid(cluster)
     with Hypervisor("hv1", targets["hv1"].uri) as hv:
-        out = destroy_host(hv, cluster, wipe_data=False, progress=lambda *a: None)
+        out = destroy_host(HostRun(Run(cluster, targets, options=Options(wipe_data=False)), hv))
         assert any(uuid in k and "--wipe-data" in k for k in out.kept)
         assert json.loads(hostsecrets.read(hv, uuid)) == first
-        out = destroy_host(hv, cluster, wipe_data=True, progress=lambda *a: None)
+        out = destroy_host(HostRun(Run(cluster, targets, options=Options(wipe_data=True)), hv))
         assert any(uuid in r for r in out.removed) and hostsecrets.read(hv, uuid) is None

@@ -115,7 +115,7 @@ def test_up_boots_guests_that_ran_our_seed(lab):
     with Hypervisor("hv1", lab.lab.uri) as hv:
         for vm, ip in (("alpha", "10.61.0.21"), ("beta", "10.61.0.22")):
             dom = hv.domain(vm)
-            assert dom.XMLDesc(0).count("type='qemu'" if host["accel"] == "tcg" else "type='kvm'") >= 1
+            assert hv.domain_xml(dom, live=True).count("type='qemu'" if host["accel"] == "tcg" else "type='kvm'") >= 1
             code, stdout, _ = hv.guest_exec(dom, ["/bin/hostname"])
             assert code == 0 and stdout.strip() == vm                          # meta-data local-hostname
             marker = hv.guest_file(dom, "/var/lib/vmbuild/provisioned")

@@ -7,14 +7,15 @@ import libvirt
 import pytest
 from click.testing import CliRunner
 
-from vmbuilder.apply import up as upmod
-from vmbuilder.apply.bringup import choose_accel, refuse_on_problems
-from vmbuilder.apply.inventory import owned
+from vmbuilder.apply import execute
+from vmbuilder.apply.bringup import known_accel, refuse_on_problems
+from vmbuilder.apply.context import HostRun, Options, Run
 from vmbuilder.apply.lock import local_lock
-from vmbuilder.apply.plan import plan_host
-from vmbuilder.apply.converge import converge_host
+from vmbuilder.apply.plan import diff, observe_for, rebuild_volumes, restrict
 from vmbuilder.apply.preflight import check_host
 from vmbuilder.apply.teardown import destroy_host
+from vmbuilder.hypervisor.observe import observe
+from vmbuilder.hypervisor.targets import Target
 from vmbuilder.cli.main import cli
 from vmbuilder.config import load_cluster
 from vmbuilder.errors import LockedError, OperationError
@@ -65,6 +66,13 @@ def cluster(write):
     return load_cluster(str(write(CLUSTER)))
 
 
+def _hr(hv, cluster, **options) -> HostRun:
+    """One host's view of a run, as `up` and `destroy` hand it down."""
+    run = Run(cluster, {"hv1": Target("hv1", URI, None)}, options=Options(restart_grace=0.0, rebuild_grace=0.0,
+                                                                        **options))
+    return HostRun(run, hv)
+
+
 def _as_test_domain(xml) -> str:
     # the test driver only knows domain type "test"; everything else is our real rendering
     return to_string(xml).replace("type='qemu'", "type='test'", 1).replace('type="qemu"', 'type="test"', 1)
@@ -73,7 +81,8 @@ def _as_test_domain(xml) -> str:
 def _build_like_up(cluster, conn) -> None:
     """What `up` leaves on a host, made with the same rendering (uploads aside: the test driver has none)."""
     with Hypervisor("hv1", URI) as hv:
-        pool = upmod._pool(hv, cluster, "local", pool_xml(cluster, cluster.pools["local"]))
+        hv.create_pool(names.pool(cluster, "local"), to_string(pool_xml(cluster, cluster.pools["local"])))
+    pool = conn.storagePoolLookupByName(names.pool(cluster, "local"))
     want = desired_host(cluster, "hv1", Accel.TCG)
     image = cluster.images["debian12"]
     for vol in (names.base_volume(cluster, image), names.complete_marker(names.base_volume(cluster, image))):
@@ -89,7 +98,8 @@ def _build_like_up(cluster, conn) -> None:
 
 def _plan(cluster):
     with Hypervisor("hv1", URI) as hv:
-        changes = plan_host(hv, cluster, _test_want(cluster))
+        want = _test_want(cluster)
+        changes = diff(cluster, want, observe_for(hv, cluster, want))
         assert hv.mutations == 0   # plan only reads
     return [(c.action, c.kind, c.name) for c in changes], changes
 
@@ -123,13 +133,13 @@ def test_preflight_names_every_conflict_and_creates_nothing(conn, write):
 def test_pools_are_ours_only_by_the_uuid_vmbuild_derives(conn, cluster):
     conn.storagePoolDefineXML("<pool type='dir'><name>local</name><target><path>/tmp/x</path></target></pool>", 0)
     with Hypervisor("hv1", URI) as hv:
-        assert "local" not in owned(hv, cluster).pools        # same name, made by someone else
+        assert "local" not in observe(hv, cluster).pools        # same name, made by someone else
         problems = check_host(hv, cluster, "hv1", {"test"})
     assert any("pool 'local' exists and was not created by vmbuild" in p for p in problems)
     conn.storagePoolLookupByName("local").undefine()
     _build_like_up(cluster, conn)
     with Hypervisor("hv1", URI) as hv:
-        found = owned(hv, cluster)
+        found = observe(hv, cluster)
         assert set(found.pools) == {"local"} and set(found.domains) == {"a1", "a2"} and set(found.networks) == {"lan"}
         assert check_host(hv, cluster, "hv1", {"test"}) == []   # our own objects are no conflict
 
@@ -148,30 +158,31 @@ def test_destroy_removes_ours_keeps_data_and_foreign_objects(conn, cluster):
     pool = conn.storagePoolLookupByName("local")
     pool.createXML("<volume><name>someone-elses.img</name><capacity>1</capacity></volume>", 0)
     with Hypervisor("hv1", URI) as hv:
-        out = destroy_host(hv, cluster, wipe_data=False, progress=lambda *a: None)
+        out = destroy_host(_hr(hv, cluster, wipe_data=False))
     assert {d.name() for d in conn.listAllDomains()} == {"test"}
     assert {n.name() for n in conn.listAllNetworks()} == {"default", "theirs"}
     assert sorted(pool.listVolumes()) == ["a1-data.qcow2", "someone-elses.img"]
     assert any("a1-data.qcow2" in k and "--wipe-data" in k for k in out.kept)
     assert any(k.startswith("pool local") for k in out.kept)        # not empty: the pool stays
     with Hypervisor("hv1", URI) as hv:
-        out = destroy_host(hv, cluster, wipe_data=True, progress=lambda *a: None)
+        out = destroy_host(_hr(hv, cluster, wipe_data=True))
     assert pool.listVolumes() == ["someone-elses.img"]           # data goes only when asked; theirs never
     pool.storageVolLookupByName("someone-elses.img").delete(0)
     with Hypervisor("hv1", URI) as hv:
-        out = destroy_host(hv, cluster, wipe_data=True, progress=lambda *a: None)
+        out = destroy_host(_hr(hv, cluster, wipe_data=True))
     assert "pool local" in out.removed
     assert "local" not in [p.name() for p in conn.listAllStoragePools()]
 
 
 def test_accel_choice_never_pretends_kvm(conn, cluster):
     with Hypervisor("hv1", URI) as hv:
-        assert choose_accel(hv, cluster, "hv1", Accel.KVM)[0] is Accel.KVM          # the user said so
-        accel, why = choose_accel(hv, cluster, "hv1", None)
+        seen = observe(hv, cluster)
+        assert known_accel(_hr(hv, cluster, accel=Accel.KVM), seen)[0] is Accel.KVM   # the user said so
+        accel, why = known_accel(_hr(hv, cluster), seen)
         assert accel is Accel.TCG and "no kvm" in why                             # test driver: no kvm
     _build_like_up(cluster, conn)
     with Hypervisor("hv1", URI) as hv:
-        accel, why = choose_accel(hv, cluster, "hv1", None)
+        accel, why = known_accel(_hr(hv, cluster), observe(hv, cluster))
         assert why == "kept from the existing domains"
 
 
@@ -211,8 +222,9 @@ def test_plan_of_a_converged_host_is_empty_and_one_edit_is_one_change(conn, clus
     assert actions == [("restart", "domain", "a2")]          # running: the new memory needs a restart
     assert changes[0].detail == "memory 256 MiB -> 512 MiB"
     uuid = conn.lookupByName("a2").UUIDString()
+    want = _test_want(edited)
     with Hypervisor("hv1", URI) as hv:
-        converge_host(hv, edited, _test_want(edited), changes, 0.0, lambda *a: None)
+        execute.remove(_hr(hv, edited), want, observe_for(hv, edited, want), changes)
     dom = conn.lookupByName("a2")
     assert dom.UUIDString() == uuid and not dom.isActive()      # same domain, stopped for its restart
     assert dom.maxMemory() == 512 * 1024
@@ -261,10 +273,15 @@ def test_vms_on_the_clusters_own_nas_come_in_a_second_wave(write):
             + "  - {name: w1, host: hv1, disks: [{name: root, pool: nas}], nics: [{network: lan, ip: 10.62.0.21}]}\n")
     cluster = load_cluster(str(write(text, "nas.yaml")))
     first, second = waves(cluster)
-    assert {v.name for v in first.vms} == {"a1", "a2"}              # the file server comes first...
-    assert "nas" not in {p.name for p in first.pools_on("hv1")}     # ...and the NAS pool is not defined yet
-    assert {v.name for v in second.vms} == {"a1", "a2", "w1"}
-    assert waves(load_cluster(str(write(CLUSTER, "plain.yaml")))) == [load_cluster(str(write(CLUSTER, "plain.yaml")))]
+    assert first == {"a1", "a2"} and second is None               # the file server first, then everything
+    want = desired_host(cluster, "hv1", Accel.TCG)
+    seen = observe(Hypervisor("hv1", URI).__enter__(), cluster, pool_names=["nas", "local"])
+    changes = diff(cluster, want, seen)
+    _, mine, _ = restrict(cluster, want, changes, first)
+    assert ("pool", "nas") in {(c.kind, c.name) for c in changes}
+    assert "nas" not in {c.name for c in mine if c.kind == "pool"}   # the NAS pool is not defined in wave 1
+    assert not [c for c in mine if c.name.startswith("nas/") or c.name == "w1"]
+    assert waves(load_cluster(str(write(CLUSTER, "plain.yaml")))) == [None]
 
 
 def test_a_domain_edited_outside_vmbuild_is_a_conflict_not_overwritten(conn, cluster, write):
@@ -280,20 +297,20 @@ def test_a_domain_edited_outside_vmbuild_is_a_conflict_not_overwritten(conn, clu
 
 
 def test_rebuilding_one_vm_leaves_the_others_pending_changes_alone(conn, cluster, write):
-    from vmbuilder.apply.bringup import _restrict
-
     _build_like_up(cluster, conn)
     # both VMs' seeds change (a cluster-wide edit), but only a2 is being rebuilt
     edited = load_cluster(str(write(CLUSTER.replace("accel: auto", "accel: auto\ntimezone: Europe/Berlin"), "tz.yaml")))
     _, changes = _plan(edited)
     assert {(c.action, c.name) for c in changes if c.kind == "domain"} == {("rebuild", "a1"), ("rebuild", "a2")}
-    want, mine, pending = _restrict(_test_want(edited), changes, frozenset({"a2"}))
+    want, mine, pending = restrict(edited, _test_want(edited), changes, frozenset({"a2"}))
     assert [d.vm.name for d in want.vms] == ["a2"]
-    assert [(c.action, c.name) for c in mine] == [("rebuild", "a2")]
+    assert [(c.action, c.name) for c in mine if c.kind == "domain"] == [("rebuild", "a2")]
+    # its fresh root disk and seed are in its plan; a1's are not
+    assert {c.name for c in mine if c.kind == "volume"} == {"local/a2-root.qcow2", "local/a2-seed.iso"}
     assert ("rebuild", "a1") in [(c.action, c.name) for c in pending]
     uuid = conn.lookupByName("a1").UUIDString()
     with Hypervisor("hv1", URI) as hv:
-        converge_host(hv, edited, want, mine, 0.0, lambda *a: None)
+        execute.remove(_hr(hv, edited), want, observe_for(hv, edited, want), mine)
     assert conn.lookupByName("a1").isActive() and conn.lookupByName("a1").UUIDString() == uuid
     assert "a2" not in [d.name() for d in conn.listAllDomains()]      # removed, for up_host to make anew
 
@@ -308,10 +325,10 @@ def test_clusters_of_one_name_told_apart_by_prefix_never_touch_each_other(conn, 
     plan_b, _ = _plan(b)
     assert not [c for c in plan_b if c[0] in ("delete", "conflict")], plan_b
     with Hypervisor("hv1", URI) as hv:
-        assert owned(hv, b).domains == {} and owned(hv, b).networks == {}
+        assert observe(hv, b).domains == {} and observe(hv, b).networks == {}
     _build_like_up(b, conn)   # the same VM names, on the same host, as another cluster
     with Hypervisor("hv1", URI) as hv:
-        destroy_host(hv, b, wipe_data=True, progress=lambda *x: None)
+        destroy_host(_hr(hv, b, wipe_data=True))
     assert {d.name() for d in conn.listAllDomains()} == {"test", "pa-a1", "pa-a2"}
     assert {n.name() for n in conn.listAllNetworks()} >= {"pa-lan"}
     assert "pb-lan" not in {n.name() for n in conn.listAllNetworks()}
@@ -319,7 +336,6 @@ def test_clusters_of_one_name_told_apart_by_prefix_never_touch_each_other(conn, 
 
 def test_a_volume_that_held_data_goes_only_with_wipe_data(conn, cluster, write):
     """keep: true turned to false must not delete the data disk at the next rebuild or destroy."""
-    from vmbuilder.apply.converge import rebuild_volumes
     from vmbuilder import ownership
 
     _build_like_up(cluster, conn)
@@ -328,13 +344,13 @@ def test_a_volume_that_held_data_goes_only_with_wipe_data(conn, cluster, write):
     assert not flipped.vm("a1").disks[1].keep
     assert _plan(flipped)[0] == []   # nothing to do: the flag alone changes no definition
     with Hypervisor("hv1", URI) as hv:
-        held = ownership.data_volumes(owned(hv, flipped).domains["a1"][1])
+        held = ownership.data_volumes(observe(hv, flipped).domains["a1"].mark)
     assert held == {("local", "a1-data.qcow2")}
     assert "a1-data.qcow2" not in rebuild_volumes(flipped, "a1", False, held)["local"]
     assert "a1-data.qcow2" in rebuild_volumes(flipped, "a1", True, held)["local"]
     pool = conn.storagePoolLookupByName("local")
     with Hypervisor("hv1", URI) as hv:
-        out = destroy_host(hv, flipped, wipe_data=False, progress=lambda *a: None)
+        out = destroy_host(_hr(hv, flipped, wipe_data=False))
     assert "a1-data.qcow2" in pool.listVolumes(), out.removed
     assert any("a1-data.qcow2" in k for k in out.kept)
 
@@ -346,15 +362,12 @@ class Killed(BaseException):
 def _converge_and_up(cluster, monkeypatch):
     """What `up` does on one host once images are there, on the test driver (its volumes take
     no uploads: the seed's bytes are not sent, everything else is the real code)."""
-    from vmbuilder.apply.up import up_host
-
-    monkeypatch.setattr(Hypervisor, "upload", lambda self, vol, source, size, what: None)
+    monkeypatch.setattr(Hypervisor, "upload_volume",
+                        lambda self, pool, name, xml, source, size, what: self.create_volume(pool, name, xml))
     want = _test_want(cluster)
     with Hypervisor("hv1", URI) as hv:
-        changes = plan_host(hv, cluster, want)
-        converge_host(hv, cluster, want, changes, 0.0, lambda *a: None)
-        pools = {"local": hv.pool("local")}
-        up_host(hv, cluster, want, pools, lambda *a: None)
+        seen = observe_for(hv, cluster, want)
+        execute.carry_out(_hr(hv, cluster), want, seen, diff(cluster, want, seen), {})
 
 
 def _kill_at(monkeypatch, n: int) -> list[str]:

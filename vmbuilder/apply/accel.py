@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import libvirt
 from lxml import etree
 
 from vmbuilder.hypervisor.connection import Hypervisor
@@ -54,38 +53,8 @@ def probe(hv: Hypervisor, kernel_path: str, domain_type: str = "kvm", timeout: f
           name: str = "vmbuild-accel-probe") -> ProbeResult:
     """Boot the kernel at KERNEL_PATH (on the host) as a transient domain and watch it."""
     started = time.monotonic()
-    xml = to_string(probe_xml(name, domain_type, kernel_path))
-    try:
-        dom = hv.conn.createXML(xml, 0)
-    except libvirt.libvirtError as e:
-        return ProbeResult(False, domain_type, f"qemu refused to start: {_first_line(e)}", time.monotonic() - started)
-    try:
-        while time.monotonic() - started < timeout:
-            try:
-                state, reason = dom.state()
-            except libvirt.libvirtError:
-                # transient and destroyed on reboot: the kernel ran to its panic, so the CPU works
-                return ProbeResult(True, domain_type, "a probe kernel booted", time.monotonic() - started)
-            if state == libvirt.VIR_DOMAIN_PAUSED:
-                return ProbeResult(False, domain_type, "the guest stopped with an emulation error (paused by qemu)",
-                                   time.monotonic() - started)
-            if state in (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED):
-                return ProbeResult(True, domain_type, "a probe kernel booted", time.monotonic() - started)
-            time.sleep(0.2)
-        return ProbeResult(False, domain_type, f"the probe kernel did not get through boot in {timeout:.0f}s (hang)",
-                           time.monotonic() - started)
-    finally:
-        try:
-            dom.destroy()
-        except libvirt.libvirtError:
-            pass
-
-
-def _first_line(e: libvirt.libvirtError) -> str:
-    text = (e.get_error_message() or str(e)).strip()
-    if "Permission denied" in text and "/dev/kvm" in text:
-        return "no access to /dev/kvm for the qemu user (make /dev/kvm group kvm, mode 0660)"
-    return text.splitlines()[0][:200] if text else "unknown error"
+    works, why = hv.boot_probe(to_string(probe_xml(name, domain_type, kernel_path)), timeout)
+    return ProbeResult(works, domain_type, why, time.monotonic() - started)
 
 
 def local_kvm_device_problem(path: str = "/dev/kvm") -> str | None:

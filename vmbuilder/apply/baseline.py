@@ -10,18 +10,18 @@ vagrant-libvirt #936 trap).
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, TypeVar
 
-import libvirt
 from lxml import etree
 
-from vmbuilder.apply.inventory import owned
-from vmbuilder.errors import HostError, OperationError
-from vmbuilder.hypervisor.connection import Hypervisor
+from vmbuilder.apply.context import HostRun, Run
+from vmbuilder.apply.lock import cluster_lock
+from vmbuilder.errors import HostError, OperationError, host_line
+from vmbuilder.hypervisor.observe import observe
 from vmbuilder.model import Cluster
 from vmbuilder.render.xmltools import sub, to_string
 
-Progress = Callable[[str, str, str], None]
+T = TypeVar("T")
 PREFIX = "vmbuild-"
 
 
@@ -36,68 +36,90 @@ def _xml(name: str, cluster: Cluster) -> str:
     return to_string(root)
 
 
-def _domains(hv: Hypervisor, cluster: Cluster) -> dict[str, libvirt.virDomain]:
-    return {vm: dom for vm, (dom, _) in sorted(owned(hv, cluster).domains.items())}
+def _domains(hr: HostRun) -> dict[str, str]:
+    """VM name -> libvirt name, for the cluster's domains on this host."""
+    return {vm: d.libname for vm, d in sorted(observe(hr.hv, hr.cluster).domains.items())}
 
 
-def take(hv: Hypervisor, cluster: Cluster, name: str, replace: bool, progress: Progress) -> list[str]:
-    doms = _domains(hv, cluster)
+def take(hr: HostRun, name: str, replace: bool) -> list[str]:
+    hv, doms = hr.hv, _domains(hr)
     if not replace:
-        taken = [vm for vm, d in doms.items() if snapshot_name(name) in d.snapshotListNames()]
+        taken = [vm for vm, d in doms.items() if snapshot_name(name) in hv.snapshot_names(d)]
         if taken:
             raise OperationError(f"{hv.host}: baseline {name!r} exists for {', '.join(taken)}; "
                                  f"give --replace to take it again")
     done = []
     for vm, dom in doms.items():
-        if snapshot_name(name) in dom.snapshotListNames():
-            hv.call("deleting old baseline of", dom.name(), dom.snapshotLookupByName(snapshot_name(name)).delete,
-                    0, mutate=True)
+        if snapshot_name(name) in hv.snapshot_names(dom):
+            hv.delete_snapshot(dom, snapshot_name(name))
         started = time.monotonic()
-        hv.call("taking baseline of", dom.name(), dom.snapshotCreateXML, _xml(name, cluster),
-                libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC, mutate=True)
-        progress(vm, "snapshot", f"{name} in {time.monotonic() - started:.1f}s")
+        hv.take_snapshot(dom, _xml(name, hr.cluster))
+        hr.say(vm, "snapshot", f"{name} in {time.monotonic() - started:.1f}s")
         done.append(vm)
     return done
 
 
-def listing(hv: Hypervisor, cluster: Cluster) -> dict[str, list[str]]:
-    return {vm: [n[len(PREFIX):] for n in dom.snapshotListNames() if n.startswith(PREFIX)]
-            for vm, dom in _domains(hv, cluster).items()}
+def listing(hr: HostRun) -> dict[str, list[str]]:
+    return {vm: [n[len(PREFIX):] for n in hr.hv.snapshot_names(dom) if n.startswith(PREFIX)]
+            for vm, dom in _domains(hr).items()}
 
 
-def restore(hv: Hypervisor, cluster: Cluster, name: str, progress: Progress) -> list[str]:
-    doms = _domains(hv, cluster)
-    missing = [vm for vm, d in doms.items() if snapshot_name(name) not in d.snapshotListNames()]
+def restore(hr: HostRun, name: str) -> list[str]:
+    hv, doms = hr.hv, _domains(hr)
+    missing = [vm for vm, d in doms.items() if snapshot_name(name) not in hv.snapshot_names(d)]
     if missing:   # checked for all before reverting any: a half-reset cluster is worse than none
         raise OperationError(f"{hv.host}: no baseline {name!r} for {', '.join(missing)} "
                              f"(take it with `vmbuild snapshot FILE {name}`)")
     done = []
     for vm, dom in doms.items():
         started = time.monotonic()
-        snap = dom.snapshotLookupByName(snapshot_name(name))
-        hv.call("resetting", dom.name(), dom.revertToSnapshot, snap, libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_FORCE,
-                mutate=True)
-        if dom.isActive():
-            _set_clock(hv, dom)
-        progress(vm, "reset", f"{name} in {time.monotonic() - started:.1f}s")
+        hv.revert_snapshot(dom, snapshot_name(name))
+        if hv.domain_active(dom):
+            _set_clock(hr, dom)
+        hr.say(vm, "reset", f"{name} in {time.monotonic() - started:.1f}s")
         done.append(vm)
     return done
 
 
-def drop(hv: Hypervisor, cluster: Cluster, name: str, progress: Progress) -> list[str]:
+def drop(hr: HostRun, name: str) -> list[str]:
     done = []
-    for vm, dom in _domains(hv, cluster).items():
-        if snapshot_name(name) in dom.snapshotListNames():
-            hv.call("deleting baseline of", dom.name(), dom.snapshotLookupByName(snapshot_name(name)).delete,
-                    0, mutate=True)
-            progress(vm, "snapshot", f"{name} deleted")
+    for vm, dom in _domains(hr).items():
+        if snapshot_name(name) in hr.hv.snapshot_names(dom):
+            hr.hv.delete_snapshot(dom, snapshot_name(name))
+            hr.say(vm, "snapshot", f"{name} deleted")
             done.append(vm)
     return done
 
 
-def _set_clock(hv: Hypervisor, dom: libvirt.virDomain) -> None:
+def _set_clock(hr: HostRun, dom: str) -> None:
     """A restored guest's clock stands at the moment of the snapshot: set it to now."""
     try:
-        hv.agent(dom, {"execute": "guest-set-time", "arguments": {"time": time.time_ns()}}, timeout=10)
+        hr.hv.guest_set_time(dom)
     except HostError:
         pass   # no agent yet: chrony corrects it once it runs
+
+
+def _on_every_host(run: Run, what: str, work: Callable[[HostRun], T]) -> dict[str, T]:
+    """WORK on every host at once under the cluster lock; any host failing fails the command."""
+    with cluster_lock(run.cluster, what, run.targets):
+        results = run.each_host(work)
+    failed = [host_line(h, r) for h, r in results.items() if isinstance(r, Exception)]
+    if failed:
+        raise OperationError("\n".join(failed))
+    return results
+
+
+def snapshot(run: Run, name: str, replace: bool) -> dict[str, list[str]]:
+    return _on_every_host(run, "snapshot", lambda hr: take(hr, name, replace))
+
+
+def delete(run: Run, name: str) -> dict[str, list[str]]:
+    return _on_every_host(run, "snapshot", lambda hr: drop(hr, name))
+
+
+def baselines(run: Run) -> dict[str, dict[str, list[str]]]:
+    return _on_every_host(run, "snapshot", listing)
+
+
+def reset(run: Run, name: str) -> dict[str, list[str]]:
+    return _on_every_host(run, "reset", lambda hr: restore(hr, name))

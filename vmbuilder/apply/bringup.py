@@ -1,30 +1,23 @@
-"""`vmbuild up`: check every host, then create what is missing on all of them at once,
-then wait until every guest has run its seed."""
+"""One host's part of `up`: observe it, diff it against the file, carry the plan out, wait
+for the guests. Every host at once, one worker and one connection each."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
-
-from lxml import etree
-
-import libvirt
+from dataclasses import dataclass, field, replace
+from typing import Mapping
 
 from vmbuilder.apply import accel as accelprobe
-from vmbuilder.apply.fleet import each_host
+from vmbuilder.apply import execute
+from vmbuilder.apply.context import HostRun, Run
 from vmbuilder.apply.images import ImageFiles
-from vmbuilder.apply.converge import converge_host
-from vmbuilder.apply.plan import Change, plan_host
+from vmbuilder.apply.plan import Action, Change, diff, observe_for, restrict
 from vmbuilder.apply.preflight import check_host
 from vmbuilder.apply.ready import TIMEOUTS, Readiness, wait_ready
-from vmbuilder.apply.up import prepare_storage, up_host
 from vmbuilder.errors import ConflictError, OperationError, VmbuildError
-from vmbuilder.hypervisor.connection import Hypervisor
+from vmbuilder.hypervisor.observe import SeenHost
 from vmbuilder.hypervisor.targets import Target
 from vmbuilder.model import Accel, BootMode, Cluster
-from vmbuilder.render import desired_host, names
-from vmbuilder.seed.templates import cluster_facts
-
-HostProgress = Callable[[str, str, str, str], None]   # host, object, phase, detail
+from vmbuilder.render import DesiredHost, desired_host, names
+from vmbuilder.seed.templates import ClusterFacts
 
 
 @dataclass
@@ -41,18 +34,17 @@ class HostReport:
     changes: list[Change] = field(default_factory=list)   # the plan this run applied
     kept: list[str] = field(default_factory=list)          # volumes left on purpose (data)
 
+    @property
+    def ok(self) -> bool:
+        return not self.error and all(r.ready and not r.errors and not r.problem for r in self.ready.values())
+
 
 @dataclass(frozen=True)
-class UpOptions:
-    accel: Accel | None = None          # overrides the file's accel
-    wait: bool = True
-    timeout: float | None = None        # per guest; default from the accelerator
-    continue_on_host_error: bool = False
-    after_networks: Callable[[str], None] | None = None   # called with the host once its networks run
-    before: Callable[[Hypervisor, str, Callable], None] | None = None   # e.g. rebuild removes VMs first
-    restart_grace: float = 90.0          # seconds a guest gets to shut down for a restart
-    # only these VMs (rebuild, update): other VMs' pending changes are reported, not applied
-    only: frozenset[str] | None = None
+class Inputs:
+    """What every host's worker renders from: the same for all hosts of a run."""
+    images: Mapping[str, ImageFiles]
+    secrets: Mapping[str, str]
+    facts: ClusterFacts
 
 
 def _needed_types(cluster: Cluster, override: Accel | None) -> set[str]:
@@ -60,38 +52,47 @@ def _needed_types(cluster: Cluster, override: Accel | None) -> set[str]:
     return {"kvm"} if accel is Accel.KVM else {"qemu"}   # auto can always fall back to qemu
 
 
-def preflight(cluster: Cluster, targets: dict[str, Target], override: Accel | None) -> dict[str, list[str]]:
+def preflight(run: Run) -> dict[str, list[str]]:
     """Problems per host, found before anything is created anywhere."""
-    def check(t: Target) -> list[str]:
-        with Hypervisor(t.host, t.uri) as hv:
-            return check_host(hv, cluster, t.host, _needed_types(cluster, override))
-
-    out = {}
-    for host, result in each_host(targets, check).items():
-        out[host] = [str(result)] if isinstance(result, Exception) else result
-    return out
+    types = _needed_types(run.cluster, run.options.accel)
+    results = run.each_host(lambda hr: check_host(hr.hv, hr.cluster, hr.host, types))
+    return {h: [str(r)] if isinstance(r, Exception) else r for h, r in results.items()}
 
 
-def choose_accel(hv: Hypervisor, cluster: Cluster, host: str, override: Accel | None,
-                 probe: bool = True) -> tuple[Accel, str]:
-    """PROBE False (plan is read-only): an undecided auto is reported, not probed."""
+def refuse_on_problems(problems: dict[str, list[str]], continue_on_host_error: bool) -> set[str]:
+    """Raise when any host has a problem (nothing was created); with continue, return the hosts to skip."""
+    bad = {h: p for h, p in problems.items() if p}
+    if not bad:
+        return set()
+    lines = [p if p.startswith(f"{h}:") else f"{h}: {p}" for h, ps in bad.items() for p in ps]
+    if continue_on_host_error and len(bad) < len(problems):
+        return set(bad)
+    raise OperationError("\n".join(lines + ["nothing was created on any host"]))
+
+
+def known_accel(hr: HostRun, seen: SeenHost) -> tuple[Accel | None, str]:
+    """The accelerator when it is decided without booting anything; (None, why) when only a
+    probe can tell (auto, kvm offered, no domain yet)."""
+    cluster, override = hr.cluster, hr.options.accel
     if override is not None:
         return override, "chosen on the command line"
     if cluster.accel is not Accel.AUTO:
         return cluster.accel, "set in the file"
-    for vm in cluster.vms_on(host):
-        dom = hv.domain(names.domain(cluster, vm))
+    for vm in cluster.vms_on(hr.host):
+        dom = seen.domains.get(vm.name)
         if dom is not None:   # never flip an existing cluster between kvm and tcg behind the user's back
-            kind = etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)).get("type")
-            return (Accel.KVM if kind == "kvm" else Accel.TCG), "kept from the existing domains"
-    if "kvm" not in hv.domain_types():
+            return (Accel.KVM if dom.domain_type == "kvm" else Accel.TCG), "kept from the existing domains"
+    if "kvm" not in hr.hv.domain_types():
         return Accel.TCG, "libvirt offers no kvm on this host: using TCG (plain emulation, slower)"
-    if not probe:
-        return Accel.TCG, "auto: `up` probes KVM and falls back to TCG"
-    kernel = _probe_kernel(cluster, host)
+    return None, "auto: `up` probes KVM and falls back to TCG"
+
+
+def probe_accel(hr: HostRun) -> tuple[Accel, str]:
+    """Boot the image's kernel with KVM; TCG when it does not get through."""
+    kernel = _probe_kernel(hr.cluster, hr.host)
     if kernel is None:
         return Accel.TCG, "no kernel volume to probe KVM with: using TCG (set accel: kvm to force KVM)"
-    result = accelprobe.probe(hv, kernel, "kvm", name=cluster.object_name("kvm-probe"))
+    result = accelprobe.probe(hr.hv, kernel, "kvm", name=hr.cluster.object_name("kvm-probe"))
     if result.works:
         return Accel.KVM, f"KVM works (probe kernel booted in {result.seconds:.1f}s)"
     return Accel.TCG, f"KVM does not work here ({result.why}): falling back to TCG (plain emulation, slower)"
@@ -105,7 +106,55 @@ def _probe_kernel(cluster: Cluster, host: str) -> str | None:
     return None
 
 
-def _serial_reader(cluster: Cluster, target: Target) -> Callable[[str], str | None] | None:
+def plan_of(hr: HostRun, inputs: Inputs) -> tuple[Accel | None, str, DesiredHost, SeenHost, list[Change]]:
+    """(accel or None while only a probe can tell, why, desired, observed, changes) for one
+    host. The plan's actions do not depend on an undecided accelerator: then no domain
+    exists yet and every one is a create."""
+    want = desired_host(hr.cluster, hr.host, Accel.TCG, inputs.secrets, inputs.facts)
+    seen = observe_for(hr.hv, hr.cluster, want)
+    accel, why = known_accel(hr, seen)
+    if accel not in (None, Accel.TCG):
+        want = desired_host(hr.cluster, hr.host, accel, inputs.secrets, inputs.facts)
+    return accel, why, want, seen, diff(hr.cluster, want, seen, hr.options.rebuild, hr.options.wipe_data)
+
+
+def _up_host(hr: HostRun, inputs: Inputs, report: HostReport) -> None:
+    opts = hr.options
+    accel, report.accel_note, want, seen, changes = plan_of(hr, inputs)
+    if opts.only is not None:
+        want, changes, pending = restrict(hr.cluster, want, changes, opts.only)
+        report.kept += [f"{c.kind} {c.name}: {c.action} pending ({c.detail}); `vmbuild up` applies it"
+                        if c.detail else f"{c.kind} {c.name}: {c.action} pending" for c in pending]
+    report.changes = changes
+    conflicts = [f"{c.kind} {c.name}: {c.detail}" for c in changes if c.action is Action.CONFLICT]
+    if conflicts:   # preflight catches foreign names; this is drift found by the plan
+        raise ConflictError(f"{hr.host}: " + "; ".join(conflicts))
+    decided: dict[str, Accel] = {}
+
+    def settle(want: DesiredHost) -> DesiredHost:
+        """Probe KVM now that the image's kernel is on the host; render for what works."""
+        found, report.accel_note = probe_accel(hr)
+        decided["accel"] = found
+        hr.say("accel", found.value, report.accel_note)
+        if found is Accel.TCG:
+            return want
+        mine = {d.vm.name for d in want.vms}
+        full = desired_host(hr.cluster, hr.host, found, inputs.secrets, inputs.facts)
+        return replace(want, vms=tuple(d for d in full.vms if d.vm.name in mine))
+
+    if accel is not None:
+        hr.say("accel", accel.value, report.accel_note)
+    removal, want = execute.carry_out(hr, want, seen, changes, inputs.images, settle if accel is None else None)
+    report.kept += removal.kept
+    accel = accel or decided["accel"]
+    report.accel = accel.value
+    if opts.wait and want.vms:
+        doms = {d.vm.name: (names.domain(hr.cluster, d.vm), d.seed.instance_id) for d in want.vms}
+        report.ready = wait_ready(hr.hv, doms, opts.timeout or TIMEOUTS[accel], _serial_reader(hr.cluster, hr.target),
+                                  hr.say)
+
+
+def _serial_reader(cluster: Cluster, target: Target):
     if target.root is None:
         return None
 
@@ -116,6 +165,27 @@ def _serial_reader(cluster: Cluster, target: Target) -> Callable[[str], str | No
         except OSError:
             return None
     return read
+
+
+def bring_up(run: Run, inputs: Inputs, hosts: set[str]) -> list[HostReport]:
+    """Plan and apply on HOSTS at once; a host's failure is in its report, not raised."""
+    def work(hr: HostRun) -> HostReport:
+        report = HostReport(hr.host, hr.target.uri)
+        try:
+            _up_host(hr, inputs, report)
+        except VmbuildError as e:
+            report.error = str(e)
+        finally:
+            report.mutations, report.done = hr.hv.mutations, list(hr.hv.done)
+        return report
+
+    reports = []
+    for host, result in run.each_host(work, hosts).items():
+        if isinstance(result, Exception):   # a bug of ours (or an unreachable host): the others still report
+            result = HostReport(host, run.targets[host].uri, error=(
+                str(result) if isinstance(result, VmbuildError) else f"internal error: {type(result).__name__}: {result}"))
+        reports.append(result)
+    return reports
 
 
 def merge_reports(earlier: list[HostReport], later: list[HostReport]) -> list[HostReport]:
@@ -134,72 +204,3 @@ def merge_reports(earlier: list[HostReport], later: list[HostReport]) -> list[Ho
         e.accel, e.accel_note = r.accel or e.accel, r.accel_note or e.accel_note
         e.error = e.error or r.error
     return list(by_host.values())
-
-
-def bring_up(cluster: Cluster, targets: dict[str, Target], images: dict[str, ImageFiles], opts: UpOptions,
-             progress: HostProgress, secrets: dict | None = None, facts=None) -> list[HostReport]:
-    facts = facts or cluster_facts(cluster)
-
-    def work(t: Target) -> HostReport:
-        report = HostReport(t.host, t.uri)
-        say = lambda obj, phase, detail="": progress(t.host, obj, phase, detail)
-        hv = Hypervisor(t.host, t.uri)
-        try:
-            with hv:
-                pools = prepare_storage(hv, cluster, t.host, images, say, opts.only)
-                accel, report.accel_note = choose_accel(hv, cluster, t.host, opts.accel)
-                report.accel = accel.value
-                say("accel", accel.value, report.accel_note)
-                want = desired_host(cluster, t.host, accel, secrets, facts)
-                if opts.before is not None:
-                    opts.before(hv, t.host, say)
-                report.changes = plan_host(hv, cluster, want)
-                if opts.only is not None:
-                    want, report.changes, pending = _restrict(want, report.changes, opts.only)
-                    report.kept += [f"{c.kind} {c.name}: {c.action} pending ({c.detail}); `vmbuild up` applies it"
-                                    if c.detail else f"{c.kind} {c.name}: {c.action} pending" for c in pending]
-                conflicts = [f"{c.kind} {c.name}: {c.detail}" for c in report.changes if c.action == "conflict"]
-                if conflicts:   # preflight catches foreign names; this is drift found by the plan
-                    raise ConflictError(f"{t.host}: " + "; ".join(conflicts))
-                removal = converge_host(hv, cluster, want, report.changes, opts.restart_grace, say)
-                report.kept += removal.kept
-                hook = (lambda: opts.after_networks(t.host)) if opts.after_networks else None
-                up_host(hv, cluster, want, pools, say, hook)
-                if opts.wait and want.vms:
-                    doms = {d.vm.name: (hv.domain(names.domain(cluster, d.vm)), d.seed.instance_id) for d in want.vms}
-                    timeout = opts.timeout or TIMEOUTS[accel]
-                    report.ready = wait_ready(hv, doms, timeout, _serial_reader(cluster, t), say)
-        except VmbuildError as e:
-            report.error = str(e)
-        finally:
-            report.mutations, report.done = hv.mutations, list(hv.done)
-        return report
-
-    reports = []
-    for host, result in each_host(targets, work).items():
-        if isinstance(result, Exception):   # a bug of ours in one worker must not hide the others
-            result = HostReport(host, targets[host].uri, error=f"internal error: {type(result).__name__}: {result}")
-        reports.append(result)
-    return reports
-
-
-def _restrict(want, changes: list, only: frozenset[str]):
-    """(want with only ONLY's VMs, the changes that touch them, the changes left pending).
-    Missing networks and pools are still made (the VMs need them); nothing else is changed."""
-    from dataclasses import replace
-
-    mine = [c for c in changes if c.kind == "domain" and c.name in only]
-    pending = [c for c in changes if c not in mine and c.action not in ("create", "start")]
-    return replace(want, vms=tuple(d for d in want.vms if d.vm.name in only)), mine, pending
-
-
-def refuse_on_problems(problems: dict[str, list[str]], continue_on_host_error: bool) -> set[str]:
-    """Raise when any host has a problem (nothing was created); with continue, return the hosts to skip."""
-    bad = {h: p for h, p in problems.items() if p}
-    if not bad:
-        return set()
-    lines = [p if p.startswith(f"{h}:") else f"{h}: {p}" for h, ps in bad.items() for p in ps]
-    if continue_on_host_error and len(bad) < len(problems):
-        return set(bad)
-    raise OperationError("\n".join(lines + ["nothing was created on any host"]))
-

@@ -5,6 +5,7 @@ import shutil
 
 from vmbuilder.apply import accel as accelprobe
 from vmbuilder.apply.preflight import MIN_LIBVIRT, _fmt_version
+from vmbuilder.apply.context import HostRun
 from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.hypervisor.targets import Target
 from vmbuilder.model import BootMode, Cluster
@@ -23,8 +24,8 @@ def _kernel_on_host(hv: Hypervisor, cluster: Cluster, target: Target) -> tuple[s
         image = cluster.images[vm.boot_disk.image]
         if image.boot is not BootMode.KERNEL:
             continue
-        pool = hv.pool(names.pool(cluster, vm.boot_disk.pool))
-        if pool is not None and pool.isActive() and hv.volume(pool, names.kernel_volume(cluster, image)):
+        pool = names.pool(cluster, vm.boot_disk.pool)
+        if hv.pools().get(pool, ("", False))[1] and hv.volume(pool, names.kernel_volume(cluster, image)):
             return names.volume_path(cluster, vm.boot_disk.pool, names.kernel_volume(cluster, image)), False
         if target.root is not None and image.recipe:
             from vmbuilder.image.build import cached
@@ -39,34 +40,35 @@ def _kernel_on_host(hv: Hypervisor, cluster: Cluster, target: Target) -> tuple[s
     return None, False
 
 
-def examine(cluster: Cluster, target: Target) -> list[dict]:
+def examine(hr: HostRun) -> list[dict]:
+    """Each finding about HR's host: check, ok, detail, and whether it stops `up`."""
     checks = []
-    with Hypervisor(target.host, target.uri) as hv:
-        checks.append(_check("reachable", True, target.uri))
-        v = hv.version()
-        checks.append(_check("libvirt version", v >= MIN_LIBVIRT, _fmt_version(v)))
-        types = hv.domain_types()
-        checks.append(_check("domain types", "qemu" in types, ", ".join(sorted(types))))
-        if target.root is not None:
-            problem = accelprobe.local_kvm_device_problem()
-            if problem and str(target.root) != "/":
-                problem += " (lab hosts run qemu as root and are not held up by it; this machine's own libvirtd is)"
-            checks.append(_check("/dev/kvm", problem is None, problem or "usable by the qemu user", fatal=False))
-        kernel, placed = _kernel_on_host(hv, cluster, target)
-        try:
-            if kernel is None:
-                checks.append(_check("kvm boots", False, "not probed: no kernel on the host yet "
-                                     "(build the image, or run `vmbuild up`, which probes before defining)", fatal=False))
-            else:
-                for kind, timeout in (("kvm", 20.0), ("qemu", 90.0)):
-                    if kind not in types:
-                        continue
-                    r = accelprobe.probe(hv, kernel, kind, timeout=timeout, name=cluster.object_name(f"{kind}-probe"))
-                    label = "kvm boots" if kind == "kvm" else "tcg boots"
-                    detail = f"{r.why} in {r.seconds:.1f}s" if r.works else (
-                        r.why + ("; `up` falls back to TCG" if kind == "kvm" else ""))
-                    checks.append(_check(label, r.works, detail, fatal=kind == "qemu"))
-        finally:
-            if placed:
-                target.local_file(PROBE_KERNEL).unlink(missing_ok=True)
+    cluster, target, hv = hr.cluster, hr.target, hr.hv
+    checks.append(_check("reachable", True, target.uri))
+    v = hv.version()
+    checks.append(_check("libvirt version", v >= MIN_LIBVIRT, _fmt_version(v)))
+    types = hv.domain_types()
+    checks.append(_check("domain types", "qemu" in types, ", ".join(sorted(types))))
+    if target.root is not None:
+        problem = accelprobe.local_kvm_device_problem()
+        if problem and str(target.root) != "/":
+            problem += " (lab hosts run qemu as root and are not held up by it; this machine's own libvirtd is)"
+        checks.append(_check("/dev/kvm", problem is None, problem or "usable by the qemu user", fatal=False))
+    kernel, placed = _kernel_on_host(hv, cluster, target)
+    try:
+        if kernel is None:
+            checks.append(_check("kvm boots", False, "not probed: no kernel on the host yet "
+                                 "(build the image, or run `vmbuild up`, which probes before defining)", fatal=False))
+        else:
+            for kind, timeout in (("kvm", 20.0), ("qemu", 90.0)):
+                if kind not in types:
+                    continue
+                r = accelprobe.probe(hv, kernel, kind, timeout=timeout, name=cluster.object_name(f"{kind}-probe"))
+                label = "kvm boots" if kind == "kvm" else "tcg boots"
+                detail = f"{r.why} in {r.seconds:.1f}s" if r.works else (
+                    r.why + ("; `up` falls back to TCG" if kind == "kvm" else ""))
+                checks.append(_check(label, r.works, detail, fatal=kind == "qemu"))
+    finally:
+        if placed:
+            target.local_file(PROBE_KERNEL).unlink(missing_ok=True)
     return checks

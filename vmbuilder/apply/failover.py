@@ -23,12 +23,11 @@ LB_WINDOW = 60          # seconds of requests around the director's loss
 
 def _power(g: Guests, cluster: Cluster, vm: str, on: bool) -> None:
     hv, libname = g.hv(vm), names.domain(cluster, cluster.vm(vm))
-    dom = hv.domain(libname)
-    if on and not dom.isActive():
-        hv.call("starting domain", libname, dom.create, mutate=True)
-    elif not on and dom.isActive():
+    if on and not hv.domain_active(libname):
+        hv.start_domain(libname)
+    elif not on and hv.domain_active(libname):
         # a hard power-off on purpose: the failure being rehearsed is a crash or a dead host
-        hv.call("powering off domain", libname, dom.destroy, mutate=True)
+        hv.force_off(libname)
 
 
 def _wait_back(g: Guests, vm: str, timeout: float) -> bool:

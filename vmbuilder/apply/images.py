@@ -32,3 +32,10 @@ def resolve(cluster: Cluster, image: Image, progress=lambda s: None) -> ImageFil
         if f is not None and not os.path.isfile(f):
             raise InputError(Problem(cluster.source, 0, f"images.{image.name}", f"{f} does not exist"))
     return ImageFiles(disk, Path(image.kernel) if image.kernel else None, Path(image.initrd) if image.initrd else None)
+
+
+def resolve_all(cluster: Cluster, say=lambda text: None) -> dict[str, ImageFiles]:
+    """The local files of every image the cluster's VMs use, built or fetched as needed."""
+    needed = {d.image for vm in cluster.vms for d in vm.disks if d.image}
+    return {name: resolve(cluster, cluster.images[name], progress=lambda s, n=name: say(f"image {n}: {s}"))
+            for name in sorted(needed)}

@@ -15,7 +15,7 @@ vCPUs, NICs, disks) explain a change. Actions, in the order `up` applies them:
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import Enum
 
 from lxml import etree
@@ -65,6 +65,7 @@ class Change:
     name: str       # the file's name (VM, network, pool) or pool/volume
     action: Action
     detail: str = ""
+    remove_first: bool = False   # a volume: what is there is a leftover of an unfinished run
 
     def as_dict(self) -> dict:
         return {k: str(v) if isinstance(v, Enum) else v for k, v in asdict(self).items()}
@@ -87,12 +88,23 @@ def observe_for(hv: Hypervisor, cluster: Cluster, want: DesiredHost) -> SeenHost
                    {names.network(cluster, n) for n, _ in want.networks}, pools)
 
 
-def plan_host(hv: Hypervisor, cluster: Cluster, want: DesiredHost) -> list[Change]:
-    return diff(cluster, want, observe_for(hv, cluster, want))
+def needed_volumes(cluster: Cluster, want: DesiredHost) -> dict[tuple[str, str], str]:
+    """(pool, volume) -> what it is, for every volume WANT's VMs boot from or use."""
+    needed: dict[tuple[str, str], str] = {}
+    for d in want.vms:
+        image = cluster.images[d.vm.boot_disk.image]
+        needed[(d.vm.boot_disk.pool, names.base_volume(cluster, image))] = f"image {image.name}"
+        for pool_name, xml in d.volumes:
+            needed[(pool_name, xml.findtext("name"))] = f"disk of {d.vm.name}"
+        needed[(d.vm.boot_disk.pool, d.seed_volume.findtext("name"))] = f"seed of {d.vm.name}"
+    return needed
 
 
-def diff(cluster: Cluster, want: DesiredHost, seen: SeenHost) -> list[Change]:
-    """The ordered changes that make SEEN what WANT describes. Pure: plain values in and out."""
+def diff(cluster: Cluster, want: DesiredHost, seen: SeenHost, rebuild: frozenset[str] = frozenset(),
+         wipe_data: bool = False) -> list[Change]:
+    """The ordered changes that make SEEN what WANT describes; REBUILD: VMs to recreate from
+    their profiles whatever their state (data disks too with WIPE_DATA). Pure: plain values in
+    and out."""
     h = seen.host
     out: list[Change] = []
     defined = {n for n, _ in want.pools}
@@ -108,20 +120,18 @@ def diff(cluster: Cluster, want: DesiredHost, seen: SeenHost) -> list[Change]:
             usable[name] = _complete(cluster, pool.volumes)
             if not pool.active:
                 out.append(Change(h, Kind.POOL, name, Action.START))
-    for name, pool in seen.pools.items():
-        if name not in defined:   # external: used, never defined by us
-            usable[name] = _complete(cluster, pool.volumes)
+    for name in sorted({d.pool for v in want.vms for d in v.vm.disks} - defined):   # external: used, never defined
+        pool = seen.pools.get(name)
+        if pool is None:
+            out.append(Change(h, Kind.POOL, name, Action.CONFLICT, "marked external but does not exist"))
+            continue
+        usable[name] = _complete(cluster, pool.volumes)
+        if not pool.active:
+            out.append(Change(h, Kind.POOL, name, Action.START))
 
-    needed: dict[tuple[str, str], str] = {}
-    for d in want.vms:
-        image = cluster.images[d.vm.boot_disk.image]
-        needed[(d.vm.boot_disk.pool, names.base_volume(cluster, image))] = f"image {image.name}"
-        for pool_name, xml in d.volumes:
-            needed[(pool_name, xml.findtext("name"))] = f"disk of {d.vm.name}"
-        needed[(d.vm.boot_disk.pool, d.seed_volume.findtext("name"))] = f"seed of {d.vm.name}"
-
+    needed = needed_volumes(cluster, want)
     rebuilds: set[str] = set()
-    orphans: set[str] = set()   # VMs with no domain: a root disk of theirs is a leftover
+    orphans: set[str] = set()   # VMs with no domain: a root disk or seed of theirs is a leftover
     for d in want.vms:
         dom = seen.domains.get(d.vm.name)
         libname = names.domain(cluster, d.vm)
@@ -135,6 +145,11 @@ def diff(cluster: Cluster, want: DesiredHost, seen: SeenHost) -> list[Change]:
                 orphans.add(d.vm.name)
             continue
         new = ownership.read(d.domain)
+        if d.vm.name in rebuild:
+            rebuilds.add(d.vm.name)
+            out.append(Change(h, Kind.DOMAIN, d.vm.name, Action.REBUILD, "requested; fresh root disk and seed, "
+                              + ("data disks made empty" if wipe_data else "data disks kept")))
+            continue
         if dom.mark.seed != new.seed:
             rebuilds.add(d.vm.name)
             out.append(Change(h, Kind.DOMAIN, d.vm.name, Action.REBUILD,
@@ -158,15 +173,20 @@ def diff(cluster: Cluster, want: DesiredHost, seen: SeenHost) -> list[Change]:
         if not dom.active and not conflict:
             out.append(Change(h, Kind.DOMAIN, d.vm.name, Action.START))
 
-    roots = {(d.vm.boot_disk.pool, names.disk_volume(cluster, d.vm, d.vm.boot_disk)): d.vm.name for d in want.vms}
+    made_by_rebuild = {(p, v) for vm in rebuilds for p, vs in rebuild_volumes(
+        cluster, vm, wipe_data and vm in rebuild, ownership.data_volumes(seen.domains[vm].mark)).items() for v in vs}
+    # what a VM with no domain left behind (a killed first up or rebuild): its root disk, its
+    # seed (the domain is defined only after its seed is complete) and, for a requested
+    # rebuild with --wipe-data, its data disks
+    leftovers = {(p, v) for vm in orphans for p, vs in rebuild_volumes(
+        cluster, vm, wipe_data and vm in rebuild).items() for v in vs}
     for (pool_name, vol), what in sorted(needed.items()):
-        rebuilt = any(what.endswith(f"of {vm}") and not _is_data(cluster, vm, vol) for vm in rebuilds)
-        leftover = roots.get((pool_name, vol)) in orphans and vol in usable.get(pool_name, ())
-        if pool_name in usable and (vol not in usable[pool_name] or rebuilt or leftover):
+        leftover = (pool_name, vol) in leftovers and vol in usable.get(pool_name, ())
+        if pool_name in usable and (vol not in usable[pool_name] or (pool_name, vol) in made_by_rebuild or leftover):
             note = what + (" (shared pool)" if cluster.pools[pool_name].shared else "")
             if leftover:
                 note += "; its domain is gone (an unfinished run): made afresh"
-            out.append(Change(h, Kind.VOLUME, f"{pool_name}/{vol}", Action.CREATE, note))
+            out.append(Change(h, Kind.VOLUME, f"{pool_name}/{vol}", Action.CREATE, note, remove_first=leftover))
         elif pool_name not in usable:
             out.append(Change(h, Kind.VOLUME, f"{pool_name}/{vol}", Action.CREATE, what))
 
@@ -191,12 +211,44 @@ def diff(cluster: Cluster, want: DesiredHost, seen: SeenHost) -> list[Change]:
     return sorted(out, key=lambda c: (ORDER.index(c.action), c.kind.value, c.name))
 
 
-def _is_data(cluster: Cluster, vm_name: str, volume: str) -> bool:
-    try:
-        vm = cluster.vm(vm_name)
-    except KeyError:
-        return False
-    return any(d.keep and names.disk_volume(cluster, vm, d) == volume for d in vm.disks)
+def restrict(cluster: Cluster, want: DesiredHost, changes: list[Change],
+             only: frozenset[str]) -> tuple[DesiredHost, list[Change], list[Change]]:
+    """(WANT with only ONLY's VMs, the changes that touch them, the changes left pending).
+    Missing pools, networks and the volumes ONLY's VMs need are still made; nothing else of
+    the other VMs is changed."""
+    mine_want = replace(want, vms=tuple(d for d in want.vms if d.vm.name in only))
+    vols = {f"{p}/{v}" for p, v in needed_volumes(cluster, mine_want)}
+    pools = {d.pool for v in mine_want.vms for d in v.vm.disks}
+    mine, pending = [], []
+    for c in changes:
+        if c.kind is Kind.DOMAIN:
+            (mine if c.name in only else pending).append(c)
+        elif c.kind is Kind.VOLUME:
+            if c.name in vols:
+                mine.append(c)
+        elif c.kind is Kind.POOL and c.name not in pools:
+            continue   # e.g. the cluster's own NAS, before its servers run
+        elif c.action in (Action.CREATE, Action.START):
+            mine.append(c)
+        else:
+            pending.append(c)
+    pending = [c for c in pending if c.action not in (Action.CREATE, Action.START)]
+    return mine_want, mine, pending
+
+
+def rebuild_volumes(cluster: Cluster, vm_name: str, wipe_data: bool,
+                    held: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset()) -> dict[str, set[str]]:
+    """pool -> volumes a rebuild of VM recreates: its root overlay and seed, data disks only when
+    wiping. HELD: volumes the domain's mark says once held data, kept even if the file no longer
+    says keep."""
+    vm = cluster.vm(vm_name)
+    out: dict[str, set[str]] = {}
+    for d in vm.disks:
+        vol = names.disk_volume(cluster, vm, d)
+        if wipe_data or not (d.keep or (d.pool, vol) in held):
+            out.setdefault(d.pool, set()).add(vol)
+    out.setdefault(vm.boot_disk.pool, set()).add(names.seed_volume(cluster, vm))
+    return out
 
 
 def _complete(cluster: Cluster, vols: frozenset[str]) -> frozenset[str]:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from lxml import etree
 
-from vmbuilder.apply.inventory import domain_mark, network_mark
-from vmbuilder.hypervisor.observe import pool_is_ours
 from vmbuilder.hypervisor.connection import Hypervisor
+from vmbuilder.hypervisor.observe import observe
 from vmbuilder.model import Cluster, NetMode
-from vmbuilder import ownership
 
 # 7.0 is the oldest libvirt whose domain/network metadata and stream upload vmbuild relies on
 MIN_LIBVIRT = 7_000_000
@@ -31,37 +29,31 @@ def check_host(hv: Hypervisor, cluster: Cluster, host: str, domain_types: set[st
     offered = hv.domain_types()
     for t in sorted(domain_types - offered):
         problems.append(f"libvirt offers domain types {sorted(offered)}, not {t!r}")
-    def foreign(kind: str, libname: str, obj, read_mark) -> None:
-        if obj is None:
-            return
-        mark = read_mark(obj)
-        if not ownership.is_ours(mark, cluster.name, cluster.prefix):
-            problems.append(f"{kind} {libname!r} exists and was not created by vmbuild for cluster "
-                            f"{cluster.name!r}; refusing to touch it (rename ours with prefix:, or remove it)")
-
-    for net in cluster.networks_on(host):
-        libname = cluster.object_name(net.name)
-        foreign("network", libname, hv.network(libname), network_mark)
+    nets, vms, pools = cluster.networks_on(host), cluster.vms_on(host), cluster.pools_on(host)
+    seen = observe(hv, cluster, {cluster.object_name(v.name) for v in vms},
+                   {cluster.object_name(n.name) for n in nets}, {p.name for p in pools})
+    ours = {("domain", d.libname) for d in seen.domains.values()} | {("network", n.libname) for n in seen.networks.values()}
+    for kind, libname in sorted(seen.taken - ours):
+        problems.append(f"{kind} {libname!r} exists and was not created by vmbuild for cluster "
+                        f"{cluster.name!r}; refusing to touch it (rename ours with prefix:, or remove it)")
+    for net in nets:
         if net.mode is NetMode.BRIDGE and hv.interface_missing(net.bridge):
             problems.append(f"network {net.name}: bridge {net.bridge!r} does not exist on the host; "
                             f"create it (bridged to the LAN) first")
-    for vm in cluster.vms_on(host):
-        libname = cluster.object_name(vm.name)
-        foreign("domain", libname, hv.domain(libname), domain_mark)
-    for pool in cluster.pools_on(host):
+    for pool in pools:
         libname = cluster.object_name(pool.name)
-        existing = hv.pool(libname)
+        existing = seen.pools.get(pool.name)
         if pool.external:
             if existing is None:
                 problems.append(f"pool {libname!r} is marked external but is not defined on the host")
             continue
         if existing is None:
             continue
-        if not pool_is_ours(cluster, libname, existing.UUIDString()):
+        if not existing.ours:
             problems.append(f"pool {libname!r} exists and was not created by vmbuild for cluster "
                             f"{cluster.name!r}; refusing to touch it")
             continue
-        path = etree.fromstring(existing.XMLDesc(0)).findtext("target/path")
+        path = etree.fromstring(hv.pool_xml(libname)).findtext("target/path")
         if path != pool.path:
             problems.append(f"pool {libname!r} has target {path}, the file says {pool.path}; "
                             f"moving a pool is not done in place (destroy the cluster or keep the path)")

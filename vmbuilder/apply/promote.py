@@ -17,7 +17,9 @@ import time
 from typing import Callable
 
 from vmbuilder import topology
-from vmbuilder.errors import OperationError
+from vmbuilder.apply.context import Run
+from vmbuilder.apply.lock import cluster_lock
+from vmbuilder.errors import InputError, OperationError, Problem
 from vmbuilder.model import Cluster
 from vmbuilder.verify.guests import Guests
 
@@ -79,3 +81,15 @@ def promote(cluster: Cluster, g: Guests, new: str, say: Say, catch_up_timeout: f
         else:
             say(web, "config.php", f"dbhost {new_ip}")
     return result
+
+
+def promote_replica(run: Run, new: str) -> dict:
+    """`vmbuild db promote`: NEW becomes the primary, under the cluster lock."""
+    cluster = run.cluster
+    try:
+        cluster.vm(new)
+    except KeyError:
+        raise InputError(Problem(cluster.source, 0, "vms", f"no VM named {new!r}")) from None
+    with cluster_lock(cluster, "db promote", run.targets):
+        with Guests(cluster, {h: t.uri for h, t in run.targets.items()}) as g:
+            return promote(cluster, g, new, lambda vm, step, detail: run.report(cluster.vm(vm).host, vm, step, detail))

@@ -12,15 +12,15 @@ import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable
-
-import libvirt
+from types import MappingProxyType
 
 from vmbuilder.errors import HostError
 from vmbuilder.hypervisor.connection import Hypervisor
+from vmbuilder.hypervisor.domains import DomainState
 from vmbuilder.model import Accel
 
 # how long one guest may take from start to cloud-init done; TCG is 5-20x slower than KVM
-TIMEOUTS = {Accel.KVM: 300.0, Accel.TCG: 1200.0}
+TIMEOUTS = MappingProxyType({Accel.KVM: 300.0, Accel.TCG: 1200.0})
 AGENT_GRACE = 180.0   # seconds the agent may stay silent after cloud-init finished
 FINISHED_ON_SERIAL = re.compile(r"Cloud-init v\. \S+ finished at")
 
@@ -36,7 +36,7 @@ class Readiness:
     problem: str = ""        # why it is not ready
 
 
-def read_result(hv: Hypervisor, dom: libvirt.virDomain) -> tuple[dict | None, str]:
+def read_result(hv: Hypervisor, dom: str) -> tuple[dict | None, str]:
     """(cloud-init's result.json, instance-id) through the agent; (None, '') before cloud-init is done."""
     raw = hv.guest_file(dom, "/run/cloud-init/result.json")
     if raw is None:
@@ -49,10 +49,10 @@ def read_result(hv: Hypervisor, dom: libvirt.virDomain) -> tuple[dict | None, st
     return result, iid
 
 
-def wait_ready(hv: Hypervisor, domains: dict[str, tuple[libvirt.virDomain, str]], timeout: float,
+def wait_ready(hv: Hypervisor, domains: dict[str, tuple[str, str]], timeout: float,
                serial: Callable[[str], str | None] | None = None,
                progress: Callable[[str, str, str], None] = lambda *a: None) -> dict[str, Readiness]:
-    """domains: VM name -> (domain, expected instance-id). Polls all of them together."""
+    """domains: VM name -> (libvirt name, expected instance-id). Polls all of them together."""
     started = time.monotonic()
     finished_on_serial: dict[str, float] = {}
     results = {vm: Readiness(vm) for vm in domains}
@@ -60,9 +60,9 @@ def wait_ready(hv: Hypervisor, domains: dict[str, tuple[libvirt.virDomain, str]]
     while pending:
         for vm, (dom, want_iid) in list(pending.items()):
             r = results[vm]
-            state = hv.call("reading the state of", dom.name(), dom.state)[0]
-            if state not in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED):
-                r.problem = f"domain is {_state_name(state)}, not running"
+            state = hv.domain_state(dom)
+            if state is not DomainState.RUNNING:
+                r.problem = f"domain is {state}, not running"
                 r.seconds = time.monotonic() - started
                 del pending[vm]
                 continue
@@ -106,9 +106,3 @@ def _tail(log: str | None) -> str:
         return ""
     lines = [l.strip() for l in log.replace("\r", "").splitlines() if l.strip()]
     return " | ".join(lines[-3:])[-300:]
-
-
-def _state_name(state: int) -> str:
-    return {libvirt.VIR_DOMAIN_SHUTOFF: "shut off", libvirt.VIR_DOMAIN_PAUSED: "paused",
-            libvirt.VIR_DOMAIN_CRASHED: "crashed", libvirt.VIR_DOMAIN_SHUTDOWN: "shutting down",
-            libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended"}.get(state, f"in state {state}")

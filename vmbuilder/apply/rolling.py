@@ -8,9 +8,14 @@ Moodle's maintenance mode brackets the whole update when Moodle's code is instal
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Callable
 
-from vmbuilder.errors import OperationError
+from vmbuilder import topology
+from vmbuilder.apply.context import Run
+from vmbuilder.apply.lock import cluster_lock
+from vmbuilder.apply.up import rebuild_locked
+from vmbuilder.errors import InputError, OperationError, Problem
 from vmbuilder.topology import Lvs, Member
 from vmbuilder.verify.guests import Guests
 from vmbuilder.verify.lvs import holder, ipvs_table
@@ -108,3 +113,32 @@ def rolling_update(g: Guests, lvs: Lvs | None, webs: list[str], rebuild: Callabl
         moodle_cli(g, webs[0], "maintenance.php --disable")
         say(webs[0], "moodle", "upgraded; maintenance mode off")
     return timings
+
+
+def update(run: Run, role: str) -> tuple[dict, list[dict]]:
+    """`vmbuild update --role ROLE`: (seconds per VM, every step said) of a rolling update,
+    under the cluster lock."""
+    cluster = run.cluster
+    vms = [v.name for v in topology.role_vms(cluster, role)]
+    if not vms:
+        raise InputError(Problem(cluster.source, 0, "vms", f"no VM has role {role!r}"))
+    steps: list[dict] = []
+
+    def say(vm: str, step: str, detail: str) -> None:
+        steps.append({"vm": vm, "step": step, "detail": detail})
+        run.report(cluster.vm(vm).host, vm, step, detail)
+
+    def rebuild(vm: str) -> None:
+        say(vm, "rebuild", "from its profile")
+        result = rebuild_locked(replace(run, options=replace(run.options, rebuild=frozenset({vm}))))
+        problems = [f"{r.host}: {r.error}" for r in result.reports if r.error] + [
+            f"{name}: {rd.problem or '; '.join(rd.errors) or 'not ready'}" for r in result.reports
+            for name, rd in r.ready.items() if not rd.ready or rd.errors or rd.problem]
+        if problems:
+            raise OperationError(f"{vm}: rebuild failed ({'; '.join(problems)[:300]}); it stays drained, "
+                                 f"the other web servers serve")
+
+    with cluster_lock(cluster, "update", run.targets):
+        with Guests(cluster, {h: t.uri for h, t in run.targets.items()}) as g:
+            timings = rolling_update(g, topology.lvs(cluster), vms, rebuild, say)
+    return timings, steps

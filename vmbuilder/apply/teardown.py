@@ -1,67 +1,66 @@
-"""Stopping and removing a cluster on one host: only objects vmbuild's marks say are ours."""
+"""Stopping and removing a cluster: only objects vmbuild's marks say are ours.
+
+`down` shuts every guest down; `destroy` removes every guest on every host first, and only
+then their volumes, networks and pools: a volume on a shared pool goes only once no host
+runs a guest on it.
+"""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
-import libvirt
-
-from vmbuilder.apply.inventory import Owned, owned
-from vmbuilder.apply.shared import guard, is_shared
-from vmbuilder.errors import HostError
-from vmbuilder.hypervisor.connection import Hypervisor
-from vmbuilder.model import Cluster
 from vmbuilder import ownership
+from vmbuilder.apply.context import HostRun, Run
+from vmbuilder.apply.lock import cluster_lock
+from vmbuilder.hypervisor.observe import SeenHost, observe
+from vmbuilder.model import Cluster
 from vmbuilder.render import names
-
-Progress = Callable[[str, str, str], None]
-
-UNDEFINE_BASIC = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-UNDEFINE_FLAGS = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-                  | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
-
-
-def stop_domains(hv: Hypervisor, doms: list[libvirt.virDomain], grace: float, progress: Progress) -> dict[str, str]:
-    """Ask each guest to shut down (agent, then ACPI), wait up to GRACE, then pull the plug."""
-    how: dict[str, str] = {}
-    asked = []
-    for dom in doms:
-        if not dom.isActive():
-            how[dom.name()] = "already off"
-            continue
-        try:
-            hv.call("shutting down", dom.name(), dom.shutdownFlags,
-                    libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT | libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN, mutate=True)
-            asked.append(dom)
-            progress(dom.name(), "shutdown", "asked")
-        except Exception:
-            asked.append(dom)   # not answering at all: the deadline below forces it off
-    deadline = time.monotonic() + grace
-    while asked and time.monotonic() < deadline:
-        for dom in list(asked):
-            if not dom.isActive():
-                how[dom.name()] = "shut down"
-                asked.remove(dom)
-        if asked:
-            time.sleep(0.5)
-    for dom in asked:
-        if dom.isActive():
-            hv.call("forcing off", dom.name(), dom.destroy, mutate=True)
-            progress(dom.name(), "shutdown", f"forced off after {grace:.0f}s")
-        how[dom.name()] = "forced off"
-    return how
-
-
-def down_host(hv: Hypervisor, cluster: Cluster, grace: float, progress: Progress) -> dict[str, str]:
-    found = owned(hv, cluster)
-    return stop_domains(hv, [d for d, _ in found.domains.values()], grace, progress)
 
 
 @dataclass
 class Removal:
     removed: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
+
+
+def stop_domains(hr: HostRun, libnames: list[str], grace: float) -> dict[str, str]:
+    """Ask each guest to shut down (agent, then ACPI), wait up to GRACE, then pull the plug."""
+    hv = hr.hv
+    how: dict[str, str] = {}
+    asked = []
+    for name in libnames:
+        if not hv.domain_active(name):
+            how[name] = "already off"
+            continue
+        try:
+            hv.ask_shutdown(name)
+            hr.say(name, "shutdown", "asked")
+        except Exception:
+            pass   # not answering at all: the deadline below forces it off
+        asked.append(name)
+    deadline = time.monotonic() + grace
+    while asked and time.monotonic() < deadline:
+        for name in list(asked):
+            if not hv.domain_active(name):
+                how[name] = "shut down"
+                asked.remove(name)
+        if asked:
+            time.sleep(0.5)
+    for name in asked:
+        if hv.domain_active(name):
+            hv.force_off(name)
+            hr.say(name, "shutdown", f"forced off after {grace:.0f}s")
+        how[name] = "forced off"
+    return how
+
+
+def down(run: Run, grace: float) -> dict[str, dict[str, str] | Exception]:
+    """Every guest of the cluster shut down; everything else kept."""
+    def host(hr: HostRun) -> dict[str, str]:
+        seen = observe(hr.hv, hr.cluster)
+        return stop_domains(hr, [d.libname for d in seen.domains.values()], grace)
+    with cluster_lock(run.cluster, "down", run.targets):
+        return run.each_host(host)
 
 
 def _keep_volumes(cluster: Cluster) -> set[tuple[str, str]]:
@@ -82,7 +81,7 @@ def _vm_volume_names(cluster: Cluster, vm, pools: set[str] | None = None) -> set
     return {v for v in vols if pools is None or v[0] in pools}
 
 
-def _our_volume_names(cluster: Cluster, host: str, found: Owned, cleared: set[str]) -> set[tuple[str, str]]:
+def _our_volume_names(cluster: Cluster, host: str, seen: SeenHost, cleared: set[str]) -> set[tuple[str, str]]:
     """(pool, volume) of what this cluster's `up` creates on HOST, what its domains list, and, on
     shared pools, the volumes of VMs of every host in CLEARED (hosts whose domains are gone)."""
     vols: set[tuple[str, str]] = set()
@@ -92,8 +91,8 @@ def _our_volume_names(cluster: Cluster, host: str, found: Owned, cleared: set[st
     for vm in cluster.vms:
         if vm.host in cleared:
             vols |= _vm_volume_names(cluster, vm, shared_pools)
-    for _, mark in found.domains.values():
-        for ref in mark.volumes:
+    for dom in seen.domains.values():
+        for ref in dom.mark.volumes:
             pool, _, vol = ref.partition("/")
             vols.add((pool, vol))
     # a shared base image stays while a VM of a host not yet cleared may still run on it
@@ -111,119 +110,113 @@ def _base_prefixes(cluster: Cluster) -> tuple[str, ...]:
     return tuple(cluster.object_name(f"base-{i}-") for i in cluster.images)
 
 
-def remove_domains(hv: Hypervisor, cluster: Cluster, progress: Progress, only: set[str] | None = None,
-                   grace: float = 0.0) -> list[str]:
-    """Undefine this cluster's domains on the host (ONLY: just these VMs). GRACE > 0 asks the
-    guests to shut down first: their data disks stay, and a database must not crash onto them."""
-    removed = []
-    found = {vm: dom for vm, (dom, _) in owned(hv, cluster).domains.items() if only is None or vm in only}
+def remove_domains(hr: HostRun, grace: float = 0.0) -> list[str]:
+    """Undefine this cluster's domains on the host. GRACE > 0 asks the guests to shut down
+    first: their data disks stay, and a database must not crash onto them."""
+    hv, removed = hr.hv, []
+    found = {vm: d.libname for vm, d in observe(hv, hr.cluster).domains.items()}
     if grace > 0:
-        stop_domains(hv, [d for d in found.values() if d.isActive()], grace, progress)
-    for vm, dom in found.items():
-        if dom.isActive():   # destroy: the guest and its disks are going away, no clean shutdown needed
-            hv.call("forcing off", dom.name(), dom.destroy, mutate=True)
-        _undefine(hv, dom)
-        removed.append(f"domain {dom.name()}")
-        progress(vm, "destroy", "domain removed")
+        stop_domains(hr, list(found.values()), grace)
+    for vm, libname in found.items():
+        if hv.domain_active(libname):   # the guest and its disks are going away: no clean shutdown needed
+            hv.force_off(libname)
+        hv.undefine_domain(libname)
+        removed.append(f"domain {libname}")
+        hr.say(vm, "destroy", "domain removed")
     return removed
 
 
-def delete_volumes(hv: Hypervisor, cluster: Cluster, pool_name: str, pool: libvirt.virStoragePool,
-                   wanted: set[str], keep: set[str], out: "Removal", extra=lambda name: False) -> None:
+def delete_volumes(hr: HostRun, pool_name: str, wanted: set[str], keep: set[str], out: Removal,
+                   extra=lambda name: False) -> None:
     """Delete the WANTED volumes of one pool (and those EXTRA says are ours), except KEEP."""
-    with guard(hv, cluster, pool_name, pool):
-        if not is_shared(cluster, pool_name):
-            hv.call("refreshing pool", pool.name(), pool.refresh, 0)
-        for volname in hv.call("listing volumes of", pool.name(), pool.listVolumes):
+    hv, libpool = hr.hv, names.pool(hr.cluster, pool_name)
+    with hr.shared_pool(pool_name):
+        if not hr.cluster.pools[pool_name].shared:
+            hv.refresh_pool(libpool)
+        for volname in hv.volumes(libpool):
             if volname not in wanted and not extra(volname):
                 continue
             if volname in keep:
                 out.kept.append(f"volume {pool_name}/{volname} (holds data; --wipe-data removes it)")
                 continue
-            vol = hv.volume(pool, volname)
-            if vol is not None:
-                hv.call("deleting volume", volname, vol.delete, 0, mutate=True)
-                out.removed.append(f"volume {pool_name}/{volname}")
+            hv.delete_volume(libpool, volname)
+            out.removed.append(f"volume {pool_name}/{volname}")
 
 
-def destroy_host(hv: Hypervisor, cluster: Cluster, wipe_data: bool, progress: Progress,
-                 cleared: set[str] | None = None) -> Removal:
+def destroy_host(hr: HostRun, cleared: set[str] | None = None) -> Removal:
     """Everything of the cluster on this host. CLEARED: hosts whose domains are already gone,
     so their VMs' volumes on shared pools may go too (default: this host alone)."""
+    hv, cluster, wipe_data = hr.hv, hr.cluster, hr.options.wipe_data
     out = Removal()
-    held = set().union(*(ownership.data_volumes(m) for _, m in owned(hv, cluster).domains.values()))
-    out.removed += remove_domains(hv, cluster, progress)
-    found = owned(hv, cluster)
+    held = set().union(*(ownership.data_volumes(d.mark) for d in observe(hv, cluster).domains.values()))
+    out.removed += remove_domains(hr)
+    seen = observe(hv, cluster, pool_names=cluster.pools)
     keep = set() if wipe_data else _keep_volumes(cluster) | held
     cleared = cleared if cleared is not None else {hv.host}
-    wanted = _our_volume_names(cluster, hv.host, found, cleared)
-    pools = {name: hv.pool(names.pool(cluster, name)) for name in {p for p, _ in wanted}}
-    for pool_name, pool in pools.items():
-        if pool is None:
+    wanted = _our_volume_names(cluster, hv.host, seen, cleared)
+    for pool_name in sorted({p for p, _ in wanted}):
+        if pool_name not in seen.pools:
             continue
-        if not pool.isActive():
-            hv.call("starting pool", pool.name(), pool.create, 0, mutate=True)
-        ours_entirely = pool_name in found.pools and pool_name not in _busy_shared_pools(cluster, cleared)
-        delete_volumes(hv, cluster, pool_name, pool, {v for p, v in wanted if p == pool_name},
+        hv.start_pool(seen.pools[pool_name].libname)
+        ours_entirely = seen.pools[pool_name].ours and pool_name not in _busy_shared_pools(cluster, cleared)
+        delete_volumes(hr, pool_name, {v for p, v in wanted if p == pool_name},
                        {v for p, v in keep if p == pool_name}, out,
                        extra=lambda v: ours_entirely and v.startswith(_base_prefixes(cluster)))
-    for net_name, (net, _) in found.networks.items():
-        if net.isActive():
-            hv.call("stopping network", net.name(), net.destroy, mutate=True)
-        hv.call("undefining network", net.name(), net.undefine, mutate=True)
-        out.removed.append(f"network {net.name()}")
-        progress(net_name, "destroy", "network removed")
-    for pool_name, pool in found.pools.items():
-        if not pool.isActive():
-            hv.call("starting pool", pool.name(), pool.create, 0, mutate=True)
-        with guard(hv, cluster, pool_name, pool):
-            hv.call("refreshing pool", pool.name(), pool.refresh, 0)
-            left = hv.call("listing volumes of", pool.name(), pool.listVolumes)
+    for net_name, net in seen.networks.items():
+        hv.remove_network(net.libname)
+        out.removed.append(f"network {net.libname}")
+        hr.say(net_name, "destroy", "network removed")
+    for pool_name, pool in seen.pools.items():
+        if not pool.ours:
+            continue
+        hv.start_pool(pool.libname)
+        with hr.shared_pool(pool_name):
+            hv.refresh_pool(pool.libname)
+            left = hv.volumes(pool.libname)
         if left:
             out.kept.append(f"pool {pool_name} (still holds {', '.join(sorted(left)[:5])})")
             continue
-        hv.call("stopping pool", pool.name(), pool.destroy, mutate=True)
-        _delete_pool_dir(hv, pool)
-        hv.call("undefining pool", pool.name(), pool.undefine, mutate=True)
-        out.removed.append(f"pool {pool.name()}")
-        progress(pool_name, "destroy", "pool removed")
-    _secrets(hv, cluster, wipe_data, out)
+        hv.remove_pool(pool.libname)
+        out.removed.append(f"pool {pool.libname}")
+        hr.say(pool_name, "destroy", "pool removed")
+    _secrets(hr, out)
     return out
 
 
-def _secrets(hv: Hypervisor, cluster: Cluster, wipe_data: bool, out: "Removal") -> None:
+def destroy(run: Run) -> dict[str, Removal | Exception]:
+    """Every host's guests first, then the rest of each host that got that far."""
+    with cluster_lock(run.cluster, "destroy", run.targets):
+        return _destroy(run)
+
+
+def _destroy(run: Run) -> dict[str, Removal | Exception]:
+    first = run.each_host(remove_domains)
+    cleared = {h for h, r in first.items() if not isinstance(r, Exception)}
+
+    def rest(hr: HostRun) -> Removal:
+        if hr.host not in cleared:
+            raise first[hr.host]
+        return destroy_host(hr, cleared)
+
+    results = run.each_host(rest)
+    for h in cleared:
+        if not isinstance(results[h], Exception):
+            results[h].removed[:0] = first[h]
+    return results
+
+
+def _secrets(hr: HostRun, out: Removal) -> None:
     """The generated passwords go with the data they open: kept data disks still hold a
     database made with them, so only --wipe-data removes them."""
     from vmbuilder.apply.secretstore import secret_uuid
     from vmbuilder.hypervisor import secrets as hostsecrets
 
-    uuid = secret_uuid(cluster)
-    if hostsecrets.read(hv, uuid) is None:
+    uuid = secret_uuid(hr.cluster)
+    if hostsecrets.read(hr.hv, uuid) is None:
         return
-    if wipe_data:
-        hostsecrets.remove(hv, uuid)
+    if hr.options.wipe_data:
+        hostsecrets.remove(hr.hv, uuid)
         out.removed.append(f"secret {uuid} (generated passwords)")
     else:
         out.kept.append(f"secret {uuid}: the generated passwords the kept data disks were made with "
                         f"(--wipe-data removes them)")
-
-
-def _undefine(hv: Hypervisor, dom: libvirt.virDomain) -> None:
-    try:
-        dom.undefineFlags(UNDEFINE_FLAGS)
-        hv.mutations += 1
-        hv.done.append(f"undefining domain {dom.name()}")
-    except libvirt.libvirtError as e:
-        if e.get_error_code() != libvirt.VIR_ERR_INVALID_ARG:
-            raise HostError(hv.host, "undefining domain", dom.name(), e.get_error_message() or str(e)) from e
-        # drivers without NVRAM or checkpoints reject those flags; nothing of that kind can exist there
-        hv.call("undefining domain", dom.name(), dom.undefineFlags, UNDEFINE_BASIC, mutate=True)
-
-
-def _delete_pool_dir(hv: Hypervisor, pool: libvirt.virStoragePool) -> None:
-    try:
-        # the (now empty) target directory, or a netfs pool's mount point; refuses when anything is left
-        pool.delete(0)
-        hv.mutations += 1
-    except libvirt.libvirtError:
-        pass   # a directory with files of others in it stays; the pool itself still goes

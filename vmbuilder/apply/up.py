@@ -1,149 +1,101 @@
-"""Create what is missing on one host, in fixed phases:
-pools -> base image volumes -> overlays -> seeds -> networks -> domains -> start."""
+"""The entry points of the commands that converge a cluster: `plan`, `up` and `rebuild`.
+
+Each takes one Run, checks every host before anything is touched, and returns per-host
+reports for the command line to print.
+"""
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass, field, replace
 
-import libvirt
-
-from vmbuilder.apply.images import ImageFiles
-from vmbuilder.errors import ConflictError
-from vmbuilder.hypervisor.connection import Hypervisor
-from vmbuilder.model import Cluster
-from vmbuilder import ownership
-from vmbuilder.render import DesiredHost, names
-from vmbuilder.apply.inventory import usable_pool
-from vmbuilder.apply.shared import guard
-from vmbuilder.render.storage import blob_volume_xml, pool_xml
-from vmbuilder.render.xmltools import to_string
-
-Progress = Callable[[str, str, str], None]   # (vm or object, phase, detail)
+from vmbuilder.apply.bringup import HostReport, Inputs, bring_up, merge_reports, plan_of, preflight, refuse_on_problems
+from vmbuilder.apply.context import HostRun, Run
+from vmbuilder.apply.images import resolve_all
+from vmbuilder.apply.lock import cluster_lock
+from vmbuilder.apply.plan import Change
+from vmbuilder.apply.secretstore import load as load_secrets
+from vmbuilder.apply.waves import served_pools, wait_exports, waves
+from vmbuilder.seed.templates import cluster_facts
 
 
-def _pool(hv: Hypervisor, cluster: Cluster, name: str, xml) -> libvirt.virStoragePool:
-    libname = names.pool(cluster, name)
-    pool = hv.pool(libname)
-    if pool is None:
-        pool = hv.call("defining pool", libname, hv.conn.storagePoolDefineXML, to_string(xml), 0, mutate=True)
-        hv.call("building pool", libname, pool.build, 0, mutate=True)
-        hv.call("setting autostart of pool", libname, pool.setAutostart, 1, mutate=True)
-    if not pool.isActive():
-        hv.call("starting pool", libname, pool.create, 0, mutate=True)
-    return pool
+@dataclass
+class UpResult:
+    reports: list[HostReport]
+    skipped: set[str] = field(default_factory=set)
+
+    @property
+    def ok(self) -> bool:
+        return not self.skipped and all(r.ok for r in self.reports)
 
 
-def _upload_file(hv: Hypervisor, pool, volname: str, path, what: str) -> None:
-    marker = names.complete_marker(volname)
-    old = hv.volume(pool, volname)
-    if old is not None and hv.volume(pool, marker) is not None:
-        return
-    if old is not None:   # a run killed mid-upload left it: never build on a truncated base
-        hv.call("removing unfinished upload", volname, old.delete, 0, mutate=True)
-    size = path.stat().st_size
-    vol = hv.call("creating volume", volname, pool.createXML, to_string(blob_volume_xml(volname, size)), 0, mutate=True)
-    try:
-        with open(path, "rb") as f:
-            hv.upload(vol, f, size, what)
-    except BaseException:
-        hv.call("removing half-uploaded volume", volname, vol.delete, 0, mutate=True)
-        raise
-    hv.call("marking upload complete", volname, pool.createXML, to_string(blob_volume_xml(marker, 0)), 0, mutate=True)
+def _inputs(run: Run, store_secrets: bool = True, images: bool = True) -> Inputs:
+    cluster = run.cluster
+    return Inputs(resolve_all(cluster, run.report.note) if images else {},
+                  load_secrets(cluster, run.targets, store=store_secrets), cluster_facts(cluster))
 
 
-def prepare_storage(hv: Hypervisor, cluster: Cluster, host: str, images: dict[str, ImageFiles],
-                    progress: Progress, only: frozenset[str] | None = None) -> dict[str, libvirt.virStoragePool]:
-    """Pools, then one copy of each base image (and its kernel/initrd) per pool that needs it
-    (that ONLY's VMs need, when given: a rebuild does not upload images for the others)."""
-    pools = {}
-    for p in cluster.pools_on(host):
-        if p.external:
-            continue
-        progress(p.name, "pool", p.path)
-        pools[p.name] = _pool(hv, cluster, p.name, pool_xml(cluster, p))
-    for name in {d.pool for v in cluster.vms_on(host) for d in v.disks} - set(pools):
-        pools[name] = usable_pool(hv, cluster, name)   # external pools: checked up front
-        if pools[name] is None:
-            raise ConflictError(f"{hv.host}: pool {name!r} is marked external but does not exist")
-    for vm in cluster.vms_on(host):
-        if only is not None and vm.name not in only:
-            continue
-        disk = vm.boot_disk
-        image = cluster.images[disk.image]
-        files = images[image.name]
-        pool = pools[disk.pool]
-        with guard(hv, cluster, disk.pool, pool):
-            if hv.volume(pool, names.base_volume(cluster, image)) is None:
-                progress(vm.name, "image", f"{image.name} -> {disk.pool}")
-            _upload_file(hv, pool, names.base_volume(cluster, image), files.disk, f"image {image.name} into pool {disk.pool}")
-            if files.kernel is not None:
-                _upload_file(hv, pool, names.kernel_volume(cluster, image), files.kernel, f"kernel of {image.name}")
-                _upload_file(hv, pool, names.initrd_volume(cluster, image), files.initrd, f"initrd of {image.name}")
-    return pools
+def up(run: Run) -> UpResult:
+    """Create what is missing of the cluster on every host, start it, wait for cloud-init;
+    file servers that serve the cluster's own NAS first (ready and exporting)."""
+    cluster = run.cluster
+    with cluster_lock(cluster, "up", run.targets):
+        # hosts first: an unreachable host should not cost an image build before it is reported
+        skip = refuse_on_problems(preflight(run), run.options.continue_on_host_error)
+        inputs = _inputs(run)
+        for h in sorted(skip):
+            run.report.note(f"{h}: skipped (see the problems above)")
+        hosts = set(run.targets) - skip
+        plan = waves(cluster)
+        reports: list[HostReport] = []
+        for i, only in enumerate(plan):
+            last = i == len(plan) - 1
+            if len(plan) > 1:
+                run.report.note(f"wave {i + 1} of {len(plan)}: " + ("everything" if last else
+                                "VMs that do not need the cluster's own NAS, including its file servers"))
+            wave = replace(run, options=replace(run.options, only=only, wait=run.options.wait or not last))
+            on = {h for h in hosts if any(vm.host == h for vm in cluster.vms if only is None or vm.name in only)}
+            reports = merge_reports(reports, bring_up(wave, inputs, on))
+            if not last:
+                if not all(r.ok for r in reports):
+                    break   # the NAS servers are not there: the rest would fail to mount it
+                wait_exports(cluster, run.targets)
+    return UpResult(reports, skip)
 
 
-def up_host(hv: Hypervisor, cluster: Cluster, want: DesiredHost, pools: dict[str, libvirt.virStoragePool],
-            progress: Progress, after_networks: Callable[[], None] | None = None) -> None:
-    """Overlays, seeds, networks, domains, start: each created only when missing."""
-    for d in want.vms:
-        defined = hv.domain(names.domain(cluster, d.vm)) is not None
-        for i, (pool_name, xml) in enumerate(d.volumes):
-            volname = xml.findtext("name")
-            with guard(hv, cluster, pool_name, pools[pool_name]):
-                old = hv.volume(pools[pool_name], volname)
-                if old is not None and i == 0 and not defined:
-                    # a root disk whose domain is gone is what a killed rebuild (or a killed
-                    # first up) leaves: the new seed must never boot on the old system
-                    hv.call("removing root disk left by an unfinished run", volname, old.delete, 0, mutate=True)
-                    old = None
-                if old is None:
-                    progress(d.vm.name, "disk", volname)
-                    hv.call("creating overlay", volname, pools[pool_name].createXML, to_string(xml), 0, mutate=True)
-        seed_pool = pools[d.vm.boot_disk.pool]
-        seedname = d.seed_volume.findtext("name")
-        with guard(hv, cluster, d.vm.boot_disk.pool, seed_pool):
-            seed = hv.volume(seed_pool, seedname)
-            if seed is not None and hv.domain(names.domain(cluster, d.vm)) is None:
-                # the domain is defined only after its seed is complete: without it, the seed
-                # may be a killed run's half-written one
-                hv.call("removing unconfirmed seed", seedname, seed.delete, 0, mutate=True)
-                seed = None
-            if seed is None:
-                progress(d.vm.name, "seed", seedname)
-                vol = hv.call("creating seed", seedname, seed_pool.createXML, to_string(d.seed_volume), 0, mutate=True)
-                try:
-                    hv.upload_bytes(vol, d.seed_iso, f"seed of {d.vm.name}")
-                except BaseException:
-                    # an empty seed would boot a guest with no configuration: never leave one
-                    hv.call("removing half-written seed", seedname, vol.delete, 0, mutate=True)
-                    raise
-    for name, xml in want.networks:
-        libname = names.network(cluster, name)
-        net = hv.network(libname)
-        if net is None:
-            progress(name, "network", "")
-            net = hv.call("defining network", libname, hv.conn.networkDefineXML, to_string(xml), mutate=True)
-            hv.call("setting autostart of network", libname, net.setAutostart, 1, mutate=True)
-        elif not _ours(net.XMLDesc(0), cluster):
-            raise ConflictError(f"{hv.host}: network {libname!r} exists and was not created by vmbuild for "
-                                f"cluster {cluster.name!r}; refusing to touch it")
-        if not net.isActive():
-            hv.call("starting network", libname, net.create, mutate=True)
-    if after_networks is not None:
-        after_networks()   # e.g. the lab joins this host's bridges to the other hosts'
-    for d in want.vms:
-        libname = names.domain(cluster, d.vm)
-        dom = hv.domain(libname)
-        if dom is None:
-            progress(d.vm.name, "define", "")
-            dom = hv.call("defining domain", libname, hv.conn.defineXML, to_string(d.domain), mutate=True)
-        elif not _ours(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), cluster):
-            raise ConflictError(f"{hv.host}: domain {libname!r} exists and was not created by vmbuild for "
-                                f"cluster {cluster.name!r}; refusing to touch it")
-        if not dom.isActive():
-            progress(d.vm.name, "start", "")
-            hv.call("starting domain", libname, dom.create, mutate=True)
+def rebuild(run: Run) -> UpResult:
+    """Recreate the run's `rebuild` VMs from their profiles: fresh root disk and seed, data
+    disks kept unless wipe_data; each shut down cleanly first."""
+    with cluster_lock(run.cluster, "rebuild", run.targets):
+        return rebuild_locked(run)
 
 
-def _ours(xml: str, cluster: Cluster) -> bool:
-    mark = ownership.read(xml)
-    return ownership.is_ours(mark, cluster.name, cluster.prefix)
+def rebuild_locked(run: Run) -> UpResult:
+    """`rebuild` for a caller that holds the cluster lock already (a rolling update)."""
+    chosen = run.options.rebuild
+    refuse_on_problems(preflight(run), False)
+    inputs = _inputs(run)
+    hosts = {run.cluster.vm(n).host for n in chosen}
+    return UpResult(bring_up(replace(run, options=replace(run.options, only=frozenset(chosen))), inputs, hosts))
+
+
+def plan(run: Run) -> dict[str, list[Change] | Exception]:
+    """What `up` would change on each host; writes nothing anywhere."""
+    inputs = _inputs(run, store_secrets=False, images=False)
+
+    def host(hr: HostRun) -> list[Change]:
+        return [_with_wave(run, c) for c in plan_of(hr, inputs)[4]]
+    return run.each_host(host)
+
+
+def _with_wave(run: Run, change: Change) -> Change:
+    """Say which changes wait for the cluster's own NAS servers (up's second wave)."""
+    cluster = run.cluster
+    served = served_pools(cluster)
+    pool = change.name.split("/")[0] if change.kind in ("pool", "volume") else None
+    vm_pools = {d.pool for d in cluster.vm(change.name).disks} if change.kind == "domain" and \
+        change.name in {v.name for v in cluster.vms} else set()
+    waits = [p for p in served if p == pool or p in vm_pools]
+    if not waits or change.action in ("delete", "conflict"):
+        return change
+    servers = sorted({s for p in waits for s in served[p]})
+    note = f"wave 2: after {', '.join(servers)} serve pool {', '.join(waits)}"
+    return replace(change, detail=f"{change.detail}; {note}" if change.detail else note)

@@ -1,4 +1,5 @@
-"""plan and rebuild: what `up` would change, and recreating VMs from their profiles."""
+"""plan, rebuild, snapshot, reset: what `up` would change, recreating VMs from their
+profiles, and the trainers' baselines."""
 from __future__ import annotations
 
 import json
@@ -6,8 +7,8 @@ import sys
 
 import click
 
-from vmbuilder.cli.lifecycle import (_lab_lan, _resolve_images, _targets, json_option, lab_option, load_for,
-                                     print_up_result)
+from vmbuilder.cli.common import json_option, lab_option, open_run
+from vmbuilder.cli.lifecycle import print_up_result
 from vmbuilder.errors import InputError, Problem, host_line
 from vmbuilder.model import Accel, Cluster
 
@@ -29,42 +30,24 @@ Examples:
 @json_option
 def plan(file: str, lab: bool, accel: str | None, as_json: bool) -> None:
     """Show what `up` would change on each host of FILE (read-only)."""
-    from vmbuilder.apply.bringup import choose_accel
-    from vmbuilder.apply.fleet import each_host
-    from vmbuilder.apply.plan import plan_host
-    from vmbuilder.hypervisor.connection import Hypervisor
-    from vmbuilder.render import desired_host
-    from vmbuilder.seed.templates import cluster_facts
+    from vmbuilder.apply.up import plan as plan_all
 
-    from vmbuilder.apply.secretstore import load as load_secrets
-
-    cluster = load_for(file, lab)
-    override = Accel(accel) if accel else None
-    facts = cluster_facts(cluster)
-    targets = _targets(cluster, lab)
-    secrets = load_secrets(cluster, targets, store=False)   # plan writes nothing
-
-    def work(t):
-        with Hypervisor(t.host, t.uri) as hv:
-            chosen, _ = choose_accel(hv, cluster, t.host, override, probe=False)
-            return plan_host(hv, cluster, desired_host(cluster, t.host, chosen, secrets, facts))
-
-    results = each_host(targets, work)
+    run = open_run(file, lab, quiet=True, accel=Accel(accel) if accel else None)
     changes, errors = [], []
-    for host, r in results.items():
+    for host, r in plan_all(run).items():
         if isinstance(r, Exception):
             errors.append(host_line(host, r))
         else:
-            changes += [_with_wave(cluster, c) for c in r]
+            changes += r
     if as_json:
-        click.echo(json.dumps({"cluster": cluster.name, "changes": [c.as_dict() for c in changes],
+        click.echo(json.dumps({"cluster": run.cluster.name, "changes": [c.as_dict() for c in changes],
                                "errors": errors}, indent=2))
     else:
         for c in changes:
             click.echo(f"{c.host:<8} {c.action:<9} {c.kind:<8} {c.name}" + (f"  ({c.detail})" if c.detail else ""))
         for e in errors:
             click.echo(f"error: {e}", err=True)
-        counts = {}
+        counts: dict[str, int] = {}
         for c in changes:
             counts[c.action] = counts.get(c.action, 0) + 1
         click.echo("no changes" if not changes else
@@ -72,24 +55,6 @@ def plan(file: str, lab: bool, accel: str | None, as_json: bool) -> None:
     if errors or any(c.action == "conflict" for c in changes):
         sys.exit(EXIT_ERROR)
     sys.exit(EXIT_CHANGES if changes else EXIT_NO_CHANGES)
-
-
-def _with_wave(cluster: Cluster, change):
-    """Say which changes wait for the cluster's own NAS servers (up's second wave)."""
-    from dataclasses import replace
-
-    from vmbuilder.apply.waves import served_pools
-
-    served = served_pools(cluster)
-    pool = change.name.split("/")[0] if change.kind in ("pool", "volume") else None
-    vm_pools = {d.pool for d in cluster.vm(change.name).disks} if change.kind == "domain" and \
-        change.name in {v.name for v in cluster.vms} else set()
-    waits = [p for p in served if p == pool or p in vm_pools]
-    if not waits or change.action in ("delete", "conflict"):
-        return change
-    servers = sorted({s for p in waits for s in served[p]})
-    note = f"wave 2: after {', '.join(servers)} serve pool {', '.join(waits)}"
-    return replace(change, detail=f"{change.detail}; {note}" if change.detail else note)
 
 
 def select_vms(cluster: Cluster, vms: tuple[str, ...], roles: tuple[str, ...], everything: bool) -> set[str]:
@@ -119,41 +84,14 @@ def select_vms(cluster: Cluster, vms: tuple[str, ...], roles: tuple[str, ...], e
 def rebuild(file: str, lab: bool, vms: tuple[str, ...], roles: tuple[str, ...], everything: bool,
             wipe_data: bool, no_wait: bool, as_json: bool) -> None:
     """Recreate VMs from their profiles: fresh root disk and seed; data disks kept unless --wipe-data."""
-    from vmbuilder.apply.lock import cluster_lock
-    from vmbuilder.cli.progress import Progress
+    from dataclasses import replace
 
-    cluster = load_for(file, lab)
-    chosen = select_vms(cluster, vms, roles, everything)
-    with cluster_lock(cluster, "rebuild", _targets(cluster, lab, start_lab=True)):
-        reports = rebuild_vms(cluster, lab, chosen, wipe_data, not no_wait, Progress(quiet=as_json))
-    print_up_result(cluster, reports, set(), as_json)
+    from vmbuilder.apply.up import rebuild as recreate
 
-
-def rebuild_vms(cluster: Cluster, lab: bool, chosen: set[str], wipe_data: bool, wait: bool, progress) -> dict:
-    """Remove CHOSEN (cleanly, data disks kept unless WIPE_DATA) and bring them up again; the
-    caller holds the cluster lock."""
-    from vmbuilder.apply.bringup import UpOptions, bring_up, preflight, refuse_on_problems
-    from vmbuilder.apply.converge import rebuild_volumes, remove_vm
-    from vmbuilder.apply.inventory import owned
-    from vmbuilder import ownership
-    from vmbuilder.apply.secretstore import load as load_secrets
-
-    def remove_first(hv, host, say):
-        for name in sorted(chosen):
-            if cluster.vm(name).host == host:
-                say(name, "rebuild", "removing domain, root disk and seed" + (" and data disks" if wipe_data else ""))
-                # a clean shutdown first: kept data disks must not see a crash
-                found = owned(hv, cluster).domains.get(name)
-                held = ownership.data_volumes(found[1] if found else None)
-                remove_vm(hv, cluster, name, rebuild_volumes(cluster, name, wipe_data, held), say, grace=120.0)
-
-    targets = _targets(cluster, lab, start_lab=True)
-    refuse_on_problems(preflight(cluster, targets, None), False)
-    images = _resolve_images(cluster, progress)
-    hosts = {h: t for h, t in targets.items() if any(cluster.vm(n).host == h for n in chosen)}
-    opts = UpOptions(wait=wait, before=remove_first, after_networks=_lab_lan(cluster) if lab else None,
-                     only=frozenset(chosen))
-    return bring_up(cluster, hosts, images, opts, progress, secrets=load_secrets(cluster, targets))
+    run = open_run(file, lab, quiet=as_json, start_lab=True, wipe_data=wipe_data, wait=not no_wait)
+    chosen = frozenset(select_vms(run.cluster, vms, roles, everything))
+    run = replace(run, options=replace(run.options, rebuild=chosen))
+    print_up_result(run.cluster, recreate(run), as_json)
 
 
 @click.command()
@@ -167,16 +105,13 @@ def snapshot(file: str, name: str, lab: bool, replace: bool, show: bool, delete:
     """Save every VM of FILE on every host as baseline NAME (default: baseline)."""
     from vmbuilder.apply import baseline
 
-    cluster = load_for(file, lab)
     if show:
-        results = _each(cluster, lab, lambda hv: baseline.listing(hv, cluster), "snapshot")
-        for host, r in results.items():
+        for host, r in baseline.baselines(open_run(file, lab, quiet=True)).items():
             for vm, names in r.items():
                 click.echo(f"{host}: {vm}: {', '.join(names) or '-'}")
         return
-    how = (lambda hv, say: baseline.drop(hv, cluster, name, say)) if delete else \
-        (lambda hv, say: baseline.take(hv, cluster, name, replace, say))
-    results = _each(cluster, lab, how, "snapshot", progress=True)
+    run = open_run(file, lab)
+    results = baseline.delete(run, name) if delete else baseline.snapshot(run, name, replace)
     for host, vms in results.items():
         click.echo(f"{host}: baseline {name!r} {'deleted from' if delete else 'taken of'} {len(vms)} VMs")
 
@@ -189,35 +124,8 @@ def reset(file: str, name: str, lab: bool) -> None:
     """Return every VM of FILE on every host to baseline NAME (default: baseline)."""
     from vmbuilder.apply import baseline
 
-    cluster = load_for(file, lab)
-    results = _each(cluster, lab, lambda hv, say: baseline.restore(hv, cluster, name, say), "reset", progress=True)
-    for host, vms in results.items():
+    for host, vms in baseline.reset(open_run(file, lab), name).items():
         click.echo(f"{host}: {len(vms)} VMs back at baseline {name!r}")
-
-
-def _each(cluster: Cluster, lab: bool, work, what: str, progress: bool = False) -> dict:
-    """WORK on every host at once under the cluster lock; any host failing fails the command."""
-    from vmbuilder.apply.fleet import each_host
-    from vmbuilder.apply.lock import cluster_lock
-    from vmbuilder.cli.progress import Progress
-    from vmbuilder.errors import OperationError
-    from vmbuilder.hypervisor.connection import Hypervisor
-
-    show = Progress()
-
-    def run(t):
-        with Hypervisor(t.host, t.uri) as hv:
-            if progress:
-                return work(hv, lambda o, p, d="": show(t.host, o, p, d))
-            return work(hv)
-
-    targets = _targets(cluster, lab)
-    with cluster_lock(cluster, what, targets):
-        results = each_host(targets, run)
-    failed = [host_line(h, r) for h, r in results.items() if isinstance(r, Exception)]
-    if failed:
-        raise OperationError("\n".join(failed))
-    return results
 
 
 COMMANDS = (plan, rebuild, snapshot, reset)

@@ -11,7 +11,7 @@ from vmbuilder.config.checks import Checker
 from vmbuilder.config.merge import Merged, merge_layers
 from vmbuilder.config.profiles import Profiles, available, search_dirs
 from vmbuilder.config.vms import VMBuilder, _unknown
-from vmbuilder.config.yamlsrc import Source, read_file
+from vmbuilder.config.yamlsrc import read_file
 from vmbuilder.errors import InputError
 from vmbuilder.model import Accel, Cluster, identity_of
 

@@ -11,8 +11,8 @@ import ipaddress
 import posixpath
 import re
 import zoneinfo
-from functools import lru_cache
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from types import MappingProxyType
 
 LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 PATH_PART = re.compile(r"^[A-Za-z0-9._+@-]+\Z")
@@ -29,13 +29,13 @@ SYSTEM_TREES = ("/etc", "/usr", "/boot", "/proc", "/sys", "/dev", "/run", "/bin"
 LIBVIRT_DEFAULT_POOL = "/var/lib/libvirt/images"
 
 # libvirt remote transports vmbuild allows; `ext` runs any local program, so it is refused
-TRANSPORTS = {"": "local", "unix": "local", "ssh": "remote", "libssh": "remote", "libssh2": "remote",
-              "tls": "remote", "tcp": "remote"}
+TRANSPORTS = MappingProxyType({"": "local", "unix": "local", "ssh": "remote", "libssh": "remote", "libssh2": "remote",
+              "tls": "remote", "tcp": "remote"})
 # query parameters of a libvirt URI that only choose where and how to connect; the ones
 # that name a program to run (command, netcat) or weaken host-key checks are left out
-URI_PARAMS = {"socket": "path", "keyfile": "path", "known_hosts": "path", "pkipath": "path",
-              "sshauth": "word-list", "no_tty": "flag", "mode": "word", "proxy": "word", "name": "word"}
-URI_PARAM_WORDS = {"mode": ("auto", "legacy", "direct"), "proxy": ("auto", "netcat", "native")}
+URI_PARAMS = MappingProxyType({"socket": "path", "keyfile": "path", "known_hosts": "path", "pkipath": "path",
+              "sshauth": "word-list", "no_tty": "flag", "mode": "word", "proxy": "word", "name": "word"})
+URI_PARAM_WORDS = MappingProxyType({"mode": ("auto", "legacy", "direct"), "proxy": ("auto", "netcat", "native")})
 
 
 def hostname(value: object, what: str = "host name") -> str:
@@ -59,7 +59,6 @@ def host_or_ip(value: object, what: str = "server") -> str:
     return hostname(value, f"{what} (a host name or an IPv4 address)")
 
 
-@lru_cache(maxsize=1)
 def _zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
@@ -193,7 +192,7 @@ def libvirt_uri(value: object) -> str:
             raise ValueError(f"URI parameter {key!r} is not allowed (allowed: {', '.join(sorted(URI_PARAMS))}); "
                              "parameters that run programs or turn off host-key checks are refused")
         if key == "socket" and transport not in ("", "unix"):
-            raise ValueError(f"URI parameter 'socket' is for qemu+unix:// only")
+            raise ValueError("URI parameter 'socket' is for qemu+unix:// only")
         if kind == "path":
             path(val, f"URI parameter {key}")
         elif kind == "word" and val not in URI_PARAM_WORDS.get(key, (val,)) or not re.match(r"^[a-z0-9_,-]*\Z", val):

@@ -15,11 +15,12 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from typing import Any
+from types import MappingProxyType
 
 from vmbuilder.config.yamlsrc import KeyPath, Source, format_path
 from vmbuilder.errors import Problem
 
-NAMED_LISTS = {"disks": "name", "nics": "network"}
+NAMED_LISTS = MappingProxyType({"disks": "name", "nics": "network"})
 
 
 @dataclass

@@ -7,9 +7,9 @@ a change by.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Iterable, Mapping
 
-import libvirt
+from lxml import etree
 
 from vmbuilder import identity, ownership
 from vmbuilder.hypervisor.connection import Hypervisor
@@ -23,6 +23,11 @@ class SeenDomain:
     active: bool
     inactive_xml: str                 # the persistent definition, as libvirt gives it back
     running_spec: str | None = None   # the spec of the definition the guest was started with
+
+    @property
+    def domain_type(self) -> str:
+        """kvm or qemu (TCG), as it is defined."""
+        return etree.fromstring(self.inactive_xml).get("type") or ""
 
 
 @dataclass(frozen=True)
@@ -55,36 +60,38 @@ def pool_is_ours(cluster: Cluster, libname: str, uuid: str) -> bool:
     return uuid == identity.object_uuid(cluster.identity, "pool", libname[len(cluster.prefix):])
 
 
-def observe(hv: Hypervisor, cluster: Cluster, domain_names: set[str], network_names: set[str],
-            pool_names: set[str]) -> SeenHost:
-    """The cluster's objects on HV's host, and whether the libvirt names of the wanted
-    domains, networks and pools (the file's names) are taken."""
+def observe(hv: Hypervisor, cluster: Cluster, domain_names: Iterable[str] = (), network_names: Iterable[str] = (),
+            pool_names: Iterable[str] = ()) -> SeenHost:
+    """The cluster's objects on HV's host (every pool of ours, and the file's POOL_NAMES
+    whoever made them), and whether the libvirt names of the wanted domains and networks are
+    taken."""
     domains: dict[str, SeenDomain] = {}
-    for dom in hv.call("listing domains on", hv.host, hv.conn.listAllDomains, 0):
-        xml = hv.call("reading domain", dom.name(), dom.XMLDesc, libvirt.VIR_DOMAIN_XML_INACTIVE)
+    names_on_host = set(hv.domain_names())
+    for name in sorted(names_on_host):
+        xml = hv.domain_xml(name)
         mark = ownership.read(xml)
         if not ownership.is_ours(mark, cluster.name, cluster.prefix):
             continue
-        active = bool(hv.call("reading state of", dom.name(), dom.isActive))
+        active = hv.domain_active(name)
         running = None
         if active:
-            live = ownership.read(hv.call("reading live domain", dom.name(), dom.XMLDesc, 0))
+            live = ownership.read(hv.domain_xml(name, live=True))
             running = live.spec if live else None
-        domains[mark.name] = SeenDomain(dom.name(), mark, active, xml, running)
+        domains[mark.name] = SeenDomain(name, mark, active, xml, running)
     networks: dict[str, SeenNetwork] = {}
-    for net in hv.call("listing networks on", hv.host, hv.conn.listAllNetworks, 0):
-        mark = ownership.read(hv.call("reading network", net.name(), net.XMLDesc, 0))
+    all_networks = hv.networks()
+    for name, (xml, active) in all_networks.items():
+        mark = ownership.read(xml)
         if ownership.is_ours(mark, cluster.name, cluster.prefix):
-            networks[mark.name] = SeenNetwork(net.name(), mark, bool(net.isActive()))
+            networks[mark.name] = SeenNetwork(name, mark, active)
     pools: dict[str, SeenPool] = {}
-    for name in pool_names:
-        libname = cluster.object_name(name)
-        pool = hv.pool(libname)
-        if pool is None:
+    wanted = {cluster.object_name(n): n for n in pool_names}
+    for libname, (uuid, active) in hv.pools().items():
+        ours = pool_is_ours(cluster, libname, uuid)
+        if not ours and libname not in wanted:
             continue
-        active = bool(hv.call("reading state of", libname, pool.isActive))
-        vols = frozenset(hv.call("listing volumes of", libname, pool.listVolumes)) if active else frozenset()
-        pools[name] = SeenPool(libname, pool_is_ours(cluster, libname, pool.UUIDString()), active, vols)
-    taken = {("domain", n) for n in domain_names if hv.domain(n) is not None}
-    taken |= {("network", n) for n in network_names if hv.network(n) is not None}
+        vols = frozenset(hv.volumes(libname)) if active else frozenset()
+        pools[wanted.get(libname, libname[len(cluster.prefix):])] = SeenPool(libname, ours, active, vols)
+    taken = {("domain", n) for n in domain_names if n in names_on_host}
+    taken |= {("network", n) for n in network_names if n in all_networks}
     return SeenHost(hv.host, domains, networks, pools, frozenset(taken))

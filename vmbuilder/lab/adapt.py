@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from vmbuilder import identity
 from pathlib import Path
 
+from vmbuilder import identity
 from vmbuilder.model import Cluster, NetMode, PoolType
+from vmbuilder.render.pooltypes import backend
 
 
 def for_lab(cluster: Cluster) -> Cluster:
@@ -26,7 +27,7 @@ def for_lab(cluster: Cluster) -> Cluster:
         if net.mode is NetMode.BRIDGE else net
         for name, net in cluster.networks.items()}
     pools = {name: replace(p, type=PoolType.DIR, server=None, export=None, nfs_version=None)
-             if p.shared and p.type is PoolType.NETFS and not p.external else p
+             if p.shared and backend(p.type).mounted and not p.external else p
              for name, p in cluster.pools.items()}
     return replace(cluster, networks=networks, pools=pools)
 

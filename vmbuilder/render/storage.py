@@ -8,8 +8,9 @@ from __future__ import annotations
 from lxml import etree
 
 from vmbuilder import identity
-from vmbuilder.model import Cluster, Disk, Image, Pool, PoolType, VM
+from vmbuilder.model import Cluster, Disk, Image, Pool, VM
 from vmbuilder.render import names
+from vmbuilder.render.pooltypes import backend
 from vmbuilder.render.xmltools import sub
 
 
@@ -17,12 +18,7 @@ def pool_xml(cluster: Cluster, pool: Pool) -> etree._Element:
     root = etree.Element("pool", type=pool.type.value)
     sub(root, "name", names.pool(cluster, pool.name))
     sub(root, "uuid", identity.object_uuid(cluster.identity, "pool", pool.name))
-    if pool.type is PoolType.NETFS:
-        source = sub(root, "source")
-        sub(source, "host", name=pool.server)
-        sub(source, "dir", path=pool.export)
-        sub(source, "format", type="nfs")
-        sub(source, "protocol", ver=pool.nfs_version)
+    backend(pool.type).source(pool, root)
     target = sub(root, "target")
     sub(target, "path", pool.path)
     return root
@@ -41,14 +37,9 @@ def _volume(name: str, capacity: int, fmt: str) -> etree._Element:
 
 
 def disk_volume_xml(cluster: Cluster, vm: VM, disk: Disk) -> etree._Element:
-    """A qcow2 overlay on the pool's copy of the base image (O(1) to create), or an empty disk."""
+    """A disk made from its base image the way the pool's type makes it, or an empty disk."""
     root = _volume(names.disk_volume(cluster, vm, disk), disk.size, "qcow2")
-    if disk.image is not None:
-        image = cluster.images[disk.image]
-        backing = sub(root, "backingStore")
-        sub(backing, "path", names.volume_path(cluster, disk.pool, names.base_volume(cluster, image)))
-        sub(backing, "format", type=image.format)
-    return root
+    return backend(cluster.pools[disk.pool].type).disk(cluster, vm, disk, root)
 
 
 def seed_volume_xml(cluster: Cluster, vm: VM, size: int) -> etree._Element:

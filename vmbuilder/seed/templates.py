@@ -7,14 +7,14 @@ lists concatenated) with the VM's own `cloud_init:` last, then dumped without al
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import jinja2
 import yaml
 
-from vmbuilder import access, paths, topology
+from vmbuilder import access, paths, roles, topology
 from vmbuilder.secrets import PLACEHOLDERS
 from vmbuilder.errors import InputError, Problem
 from vmbuilder.model import VM, Cluster, NetMode
@@ -95,15 +95,7 @@ def cluster_facts(cluster: Cluster, root: Path | None = None) -> ClusterFacts:
                          "mode": n.mode.value} for n in cluster.networks.values()}
     index = {p["name"]: i for mates in by_role.values() for i, p in enumerate(mates)}
     by_name = {p["name"]: p for p in peers}
-    primary = topology.db_primary(cluster)
-    lvs = topology.lvs(cluster)
-    files = topology.role_vms(cluster, "file")
-    topo = {"db_primary": by_name[primary.name] if primary else None,
-            "db_replicas": [by_name[v.name] for v in topology.db_replicas(cluster)],
-            "file_primary": by_name[files[0].name] if files else None,
-            "file_peers": [by_name[v.name] for v in files[1:]],
-            "lvs": asdict(lvs) if lvs else None,
-            "vip_names": topology.vip_names(cluster) if lvs else []}
+    topo = roles.topology_facts(cluster, by_name)
     shipped = frozenset(p.stem for p in (paths.data_dir("profiles") / "roles").glob("*.yaml")) - {"base"}
     return ClusterFacts(peers, by_role, index, networks, _environment(root or paths.data_dir("cloudinit")), topo,
                         shipped)

@@ -33,7 +33,7 @@ class Guests:
         """(exit code, stdout, stderr) of a shell script in VM; code -1 when the agent fails."""
         hv = self.hv(vm)
         dom = hv.domain(names.domain(self.cluster, self.cluster.vm(vm)))
-        if dom is None or not dom.isActive():
+        if dom is None or not hv.domain_active(dom):
             return -1, "", f"{vm} is not running"
         try:
             return hv.guest_exec(dom, ["/bin/sh", "-c", script], timeout)

@@ -65,7 +65,7 @@ def client(g: Guests, lvs: topology.Lvs, active: topology.Member) -> list[Check]
                      f"{where}: {len(answers) - len(failed)}/{PERSISTENCE_REQUESTS} answered"
                      + (f", {failed[0]}" if failed else "") if code == 0 else first_line(err) or f"exit {code}")]
         served = {a for a in res.splitlines() if a and not a.startswith("fail")}
-        out.append(Check(f"persistence: one client stays on one web server", code == 0 and not failed and len(served) == 1,
+        out.append(Check("persistence: one client stays on one web server", code == 0 and not failed and len(served) == 1,
                          f"{where}: {PERSISTENCE_REQUESTS} requests, served by {', '.join(sorted(served)) or 'none'}"))
         return out
     finally:

@@ -1,0 +1,46 @@
+"""What the commands that talk to hypervisors share: the --lab and --json options, loading
+the file, and opening the run."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from vmbuilder.config import load_cluster
+from vmbuilder.model import Cluster
+
+lab_option = click.option("--lab", is_flag=True,
+                          help="Use this machine's lab hosts (vmbuild lab start) instead of the file's URIs.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+
+
+def load_for(file: str, lab: bool) -> Cluster:
+    cluster = load_cluster(file, lab=lab)
+    if lab:
+        from vmbuilder.lab.adapt import for_lab
+
+        cluster = for_lab(cluster)
+    return cluster
+
+
+def open_run(file: str, lab: bool, quiet: bool = False, start_lab: bool = False, **options):
+    """The run of one command on FILE's hosts, printing progress unless QUIET."""
+    from vmbuilder.apply.context import Options, open_run as start
+    from vmbuilder.cli.progress import Progress
+
+    return start(load_for(file, lab), lab, Progress(quiet=quiet), Options(**options), start_lab=start_lab)
+
+
+def report_each(results: dict, describe) -> None:
+    """One line per host; exit 1 when any host failed."""
+    from vmbuilder.errors import host_line
+
+    failed = False
+    for host, result in results.items():
+        if isinstance(result, Exception):
+            failed = True
+            click.echo(f"error: {host_line(host, result)}")
+        else:
+            click.echo(f"{host}: {describe(result)}")
+    if failed:
+        sys.exit(1)

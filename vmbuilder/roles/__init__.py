@@ -1,0 +1,36 @@
+"""One module per role for its Python side: the facts it adds to the seeds' `topology`
+context and the checks `vmbuild verify` runs for it. A role module is found by its name
+(`vmbuilder/roles/<role>.py`); a role with no module (base, or one of the user's) has
+neither, and needs no Python at all: a profile and a template folder make a role.
+
+Each module may define:
+  RANK                      where its checks come in `verify`'s output (lower first)
+  facts(cluster, by_name)   a dict merged into the templates' `topology`
+  checks(cluster, guests)   a list of verify.report.Check
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from types import ModuleType
+from typing import Any, Mapping
+
+from vmbuilder.model import Cluster
+
+
+def modules() -> list[ModuleType]:
+    """Every role module, in RANK order."""
+    found = [importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__)]
+    return sorted(found, key=lambda m: (getattr(m, "RANK", 100), m.__name__))
+
+
+def topology_facts(cluster: Cluster, by_name: Mapping[str, dict]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for m in modules():
+        if hasattr(m, "facts"):
+            out.update(m.facts(cluster, by_name))
+    return out
+
+
+def checks(cluster: Cluster, guests) -> list:
+    return [c for m in modules() if hasattr(m, "checks") for c in m.checks(cluster, guests)]

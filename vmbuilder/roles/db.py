@@ -1,0 +1,58 @@
+"""The db role: a MariaDB primary, and replicas that follow it by GTID."""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from vmbuilder import topology
+from vmbuilder.model import Cluster
+from vmbuilder.verify.report import Check, first_line as _first_line
+
+if TYPE_CHECKING:   # the guests' channel is libvirt's; rendering never needs it
+    from vmbuilder.verify.guests import Guests
+
+RANK = 1
+
+
+def facts(cluster: Cluster, by_name) -> dict:
+    primary = topology.db_primary(cluster)
+    return {"db_primary": by_name[primary.name] if primary else None,
+            "db_replicas": [by_name[v.name] for v in topology.db_replicas(cluster)]}
+
+
+def checks(cluster: Cluster, g: Guests) -> list[Check]:
+    if topology.db_primary(cluster) is None:
+        return []
+    primary, replicas = topology.db_primary(cluster).name, [v.name for v in topology.db_replicas(cluster)]
+    out = []
+    code, res, err = g.sh(primary, "mariadb -N -e \"SELECT @@read_only, @@log_bin, "
+                                   "(SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name='moodle')\"")
+    fields = res.split()
+    ok = code == 0 and fields[:3] == ["0", "1", "1"]
+    out.append(Check(f"{primary}: primary is writable, logs binlogs, has database moodle", ok,
+                     " ".join(fields) if code == 0 else _first_line(err) or f"exit {code}"))
+    for r in replicas:
+        code, res, err = g.sh(r, "mariadb -e 'SHOW SLAVE STATUS\\G'")
+        status = {k.strip(): v.strip() for k, _, v in (l.partition(":") for l in res.splitlines()) if v}
+        ok = code == 0 and status.get("Slave_IO_Running") == "Yes" and status.get("Slave_SQL_Running") == "Yes"
+        out.append(Check(f"{r}: replicating from {primary}", ok,
+                         f"IO {status.get('Slave_IO_Running', '?')}, SQL {status.get('Slave_SQL_Running', '?')}, "
+                         f"gtid {status.get('Gtid_IO_Pos', '?')}" + (f", error {status.get('Last_Error')}"
+                                                                      if status.get("Last_Error") else "")
+                         if code == 0 else _first_line(err) or f"exit {code}"))
+    marker = uuid.uuid4().hex
+    code, _, err = g.sh(primary, "mariadb -e \"CREATE DATABASE IF NOT EXISTS vmbuild_verify; "
+                                 "CREATE TABLE IF NOT EXISTS vmbuild_verify.rows (v VARCHAR(64) PRIMARY KEY, "
+                                 f"at TIMESTAMP DEFAULT CURRENT_TIMESTAMP); INSERT INTO vmbuild_verify.rows (v) VALUES ('{marker}')\"")
+    for r in replicas:
+        started, seen = time.monotonic(), False
+        while code == 0 and time.monotonic() - started < 30 and not seen:
+            c, res, _ = g.sh(r, f"mariadb -N -e \"SELECT COUNT(*) FROM vmbuild_verify.rows WHERE v='{marker}'\"")
+            seen = c == 0 and res.strip() == "1"
+            if not seen:
+                time.sleep(1)
+        out.append(Check(f"{r}: a row written on {primary} arrives", seen,
+                         f"after {time.monotonic() - started:.1f}s" if seen else
+                         (_first_line(err) if code != 0 else "not there after 30s")))
+    return out

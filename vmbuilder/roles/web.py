@@ -1,0 +1,45 @@
+"""The web role: Apache and PHP serving Moodle, moodledata over NFS."""
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from vmbuilder.model import Cluster
+from vmbuilder.verify.report import Check, first_line as _first_line
+
+if TYPE_CHECKING:   # the guests' channel is libvirt's; rendering never needs it
+    from vmbuilder.verify.guests import Guests
+
+RANK = 3
+
+
+def checks(cluster: Cluster, g: Guests) -> list[Check]:
+    webs = [vm.name for vm in cluster.vms if vm.role == "web"]
+    out = []
+    for vm in webs:
+        code, res, err = g.sh(vm, "curl -sS --max-time 20 -w '\nHTTP %{http_code}' http://127.0.0.1/health.php")
+        ok = code == 0 and "db ok" in res and "moodledata ok" in res and res.rstrip().endswith("HTTP 200")
+        out.append(Check(f"{vm}: Apache + PHP serve the health page, PHP reaches the DB as moodle", ok,
+                         " / ".join(l for l in res.splitlines() if l.strip()) if code == 0
+                         else _first_line(err) or f"exit {code}"))
+        source = str((cluster.settings.get("moodle") or {}).get("source") or "none")
+        if source != "none":
+            code, res, err = g.sh(vm, "grep -m1 '^\\$release' /var/www/moodle/version.php || cat /var/www/moodle/index.html")
+            out.append(Check(f"{vm}: Moodle's code from moodle.source is installed", code == 0 and "$release" in res,
+                             _first_line(res) or _first_line(err) or "no /var/www/moodle/version.php"))
+        code, res, err = g.sh(vm, "mountpoint -q /var/moodledata && findmnt -n -o SOURCE,FSTYPE /var/moodledata")
+        out.append(Check(f"{vm}: moodledata is mounted over NFS", code == 0 and "nfs" in res,
+                         res.strip() if code == 0 else "not mounted"))
+    if len(webs) > 1:
+        marker = f"vmbuild-verify-{uuid.uuid4().hex}"
+        writer, readers = webs[0], webs[1:]
+        # as www-data, like Moodle: root is squashed to nobody on the export and may not look
+        as_web = "su -s /bin/sh www-data -c "
+        code, _, err = g.sh(writer, as_web + f"'echo {marker} > /var/moodledata/{marker}'")
+        for r in readers:
+            c, res, rerr = g.sh(r, as_web + f"'cat /var/moodledata/{marker}'")
+            out.append(Check(f"{r}: sees a file {writer} wrote to moodledata", code == 0 and c == 0
+                             and res.strip() == marker, "same content" if code == 0 and c == 0
+                             else _first_line(err if code else rerr) or "missing"))
+        g.sh(writer, as_web + f"'rm -f /var/moodledata/{marker}'")
+    return out

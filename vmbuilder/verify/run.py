@@ -1,0 +1,26 @@
+"""`vmbuild verify`: every role's checks from inside the guests, or the failover rehearsal."""
+from __future__ import annotations
+
+from typing import Callable
+
+from vmbuilder.apply.context import Run
+from vmbuilder.errors import OperationError
+from vmbuilder.verify.guests import Guests
+from vmbuilder.verify.report import Check
+
+
+def verify(run: Run, failover: bool = False, say: Callable[[str, str], None] = lambda vm, what: None) -> list[Check]:
+    from vmbuilder.apply.failover import run_failover
+    from vmbuilder.apply.lock import cluster_lock
+    from vmbuilder.verify.checks import run_all
+
+    cluster = run.cluster
+    with Guests(cluster, {h: t.uri for h, t in run.targets.items()}) as g:
+        if not failover:
+            return run_all(cluster, g)
+        with cluster_lock(cluster, "verify --failover", run.targets):
+            checks = run_failover(cluster, g, say)
+    if not checks:
+        raise OperationError("--failover needs two lb VMs or a db primary with a replica; "
+                             f"{cluster.source} has neither")
+    return checks
