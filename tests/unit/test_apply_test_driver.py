@@ -446,3 +446,29 @@ def test_a_change_killed_at_any_step_is_finished_by_the_next_up(conn, cluster, w
             _converge_and_up(edited, m)
         converged(f"killed before step {n} ({step})")
     assert len(steps) >= 3
+
+
+def test_a_pool_or_network_that_fails_half_way_is_undefined_again(conn, cluster, monkeypatch):
+    """As virtinst does: a define whose build or start fails leaves no broken definition for
+    the next run to trip over, and the error still names host, action and object."""
+    from vmbuilder.errors import HostError
+
+    def refuse(self, *args):
+        raise libvirt.libvirtError("refused by the test")
+
+    xml = to_string(pool_xml(cluster, cluster.pools["local"]))
+    with Hypervisor("hv1", URI) as hv, monkeypatch.context() as m:
+        m.setattr(libvirt.virStoragePool, "create", refuse)
+        with pytest.raises(HostError, match="hv1: starting pool local"):
+            hv.create_pool("local", xml)
+    assert "local" not in [p.name() for p in conn.listAllStoragePools()]
+    net = to_string(desired_host(cluster, "hv1", Accel.TCG).networks[0][1])
+    with Hypervisor("hv1", URI) as hv, monkeypatch.context() as m:
+        m.setattr(libvirt.virNetwork, "create", refuse)
+        with pytest.raises(HostError, match="starting network"):
+            hv.create_network("lan", net)
+    assert "lan" not in [n.name() for n in conn.listAllNetworks()]
+    with Hypervisor("hv1", URI) as hv:   # and without the failure, both are made
+        hv.create_pool("local", xml)
+        hv.create_network("lan", net)
+        assert hv.pool("local") == "local" and hv.network("lan") == "lan"

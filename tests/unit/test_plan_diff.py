@@ -131,3 +131,53 @@ def test_a_root_disk_without_its_domain_and_an_unfinished_upload_are_made_again(
     assert "made afresh" in changes[("create", "local/a2-root.qcow2")]
     assert ("create", f"local/{base}") in changes
     assert ("create", "local/a1-root.qcow2") not in changes
+    assert changes[("create", "local/a2-seed.iso")].endswith("made afresh")   # the seed it left, too
+
+
+def _with_data_disk(write):
+    return load_cluster(write(SMALL.replace("    nics: [{network: lan, ip: 10.50.0.11}]",
+                                            "    nics: [{network: lan, ip: 10.50.0.11}]\n    disks:\n"
+                                            "      - {name: root, pool: local, image: debian12, size: 4GiB}\n"
+                                            "      - {name: data, pool: local, size: 1GiB, keep: true}"), "data.yaml"))
+
+
+def test_a_requested_rebuild_keeps_data_disks_unless_wiping(write):
+    cluster = _with_data_disk(write)
+    want = _want(cluster)
+    seen = converged(cluster, want)
+    kept = {c.name: c for c in diff(cluster, want, seen, rebuild=frozenset({"a1"}))}
+    assert kept["a1"].action is Action.REBUILD and "data disks kept" in kept["a1"].detail
+    assert {"local/a1-root.qcow2", "local/a1-seed.iso"} <= set(kept) and "local/a1-data.qcow2" not in kept
+    assert "a2" not in kept                                   # only what was asked
+    wiped = {c.name: c for c in diff(cluster, want, seen, rebuild=frozenset({"a1"}), wipe_data=True)}
+    assert "local/a1-data.qcow2" in wiped and "made empty" in wiped["a1"].detail
+    # a VM edited outside vmbuild is rebuilt when asked: the documented way to take the file's
+    drifted = dataclasses.replace(seen.domains["a1"], mark=dataclasses.replace(seen.domains["a1"].mark, shape="other"))
+    seen2 = dataclasses.replace(seen, domains=dict(seen.domains, a1=drifted))
+    assert [c.action for c in diff(cluster, want, seen2) if c.name == "a1"] == [Action.CONFLICT]
+    assert [c.action for c in diff(cluster, want, seen2, rebuild=frozenset({"a1"})) if c.name == "a1"] == [Action.REBUILD]
+
+
+def test_an_external_pool_is_started_or_missing_never_defined(write):
+    cluster = load_cluster(write(SMALL.replace("path: /var/lib/libvirt/images/small}",
+                                               "path: /var/lib/libvirt/images/small, external: true}"), "ext.yaml"))
+    want = _want(cluster)
+    assert want.pools == ()
+    seen = converged(cluster, want)
+    off = dataclasses.replace(seen, pools={"local": SeenPool("local", False, False, frozenset())})
+    got = actions(diff(cluster, want, off))
+    assert ("start", "pool", "local") in got and ("create", "pool", "local") not in got
+    assert ("conflict", "pool", "local") in actions(diff(cluster, want, dataclasses.replace(seen, pools={})))
+
+
+def test_restricting_a_plan_to_some_vms_leaves_the_others_pending(write):
+    from vmbuilder.apply.plan import restrict
+
+    cluster = load_cluster(write(SMALL.replace("accel: tcg", "accel: tcg\ntimezone: Europe/Berlin"), "tz.yaml"))
+    seen = converged(load_cluster(write(SMALL)), _want(load_cluster(write(SMALL))))
+    want = _want(cluster)
+    changes = diff(cluster, want, seen)
+    mine_want, mine, pending = restrict(cluster, want, changes, frozenset({"a2"}))
+    assert [d.vm.name for d in mine_want.vms] == ["a2"]
+    assert {c.name for c in mine} == {"a2", "local/a2-root.qcow2", "local/a2-seed.iso"}
+    assert [(c.action.value, c.name) for c in pending] == [("rebuild", "a1")]

@@ -15,6 +15,7 @@ from vmbuilder.model import Accel, Cluster
 
 T = TypeVar("T")
 Progress = Callable[[str, str, str], None]   # object, phase, detail: one host's view
+Note = Callable[[str, str], None]            # VM, what happens to it: a rehearsal's running commentary
 
 
 class Report(Protocol):

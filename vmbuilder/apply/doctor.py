@@ -4,7 +4,7 @@ from __future__ import annotations
 import shutil
 
 from vmbuilder.apply import accel as accelprobe
-from vmbuilder.apply.preflight import MIN_LIBVIRT, _fmt_version
+from vmbuilder.apply.preflight import MIN_LIBVIRT, version_text
 from vmbuilder.apply.context import HostRun
 from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.hypervisor.targets import Target
@@ -46,7 +46,7 @@ def examine(hr: HostRun) -> list[dict]:
     cluster, target, hv = hr.cluster, hr.target, hr.hv
     checks.append(_check("reachable", True, target.uri))
     v = hv.version()
-    checks.append(_check("libvirt version", v >= MIN_LIBVIRT, _fmt_version(v)))
+    checks.append(_check("libvirt version", v >= MIN_LIBVIRT, version_text(v)))
     types = hv.domain_types()
     checks.append(_check("domain types", "qemu" in types, ", ".join(sorted(types))))
     if target.root is not None:

@@ -8,16 +8,15 @@ The DB primary comes back as the primary; its replica reconnects by itself.
 from __future__ import annotations
 
 import time
-from typing import Callable
 
 from vmbuilder import topology
+from vmbuilder.apply.context import Note as Say
 from vmbuilder.model import Cluster
 from vmbuilder.render import names
 from vmbuilder.verify.guests import Guests
 from vmbuilder.verify.lvs import LOOP_LOG, Probe, holder, parse_loop
 from vmbuilder.verify.report import Check, first_line
 
-Say = Callable[[str, str], None]
 LB_WINDOW = 60          # seconds of requests around the director's loss
 
 

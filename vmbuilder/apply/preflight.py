@@ -16,7 +16,7 @@ from vmbuilder.model import Cluster, NetMode
 MIN_LIBVIRT = 7_000_000
 
 
-def _fmt_version(v: int) -> str:
+def version_text(v: int) -> str:
     return f"{v // 1_000_000}.{v // 1000 % 1000}.{v % 1000}"
 
 
@@ -25,7 +25,7 @@ def check_host(hv: Hypervisor, cluster: Cluster, host: str, domain_types: set[st
     problems: list[str] = []
     version = hv.version()
     if version < MIN_LIBVIRT:
-        problems.append(f"libvirt {_fmt_version(version)} is too old; vmbuild needs {_fmt_version(MIN_LIBVIRT)} or newer")
+        problems.append(f"libvirt {version_text(version)} is too old; vmbuild needs {version_text(MIN_LIBVIRT)} or newer")
     offered = hv.domain_types()
     for t in sorted(domain_types - offered):
         problems.append(f"libvirt offers domain types {sorted(offered)}, not {t!r}")

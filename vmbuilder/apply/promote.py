@@ -14,16 +14,14 @@ command says so, because a rebuild renders from the file.
 from __future__ import annotations
 
 import time
-from typing import Callable
 
 from vmbuilder import topology
-from vmbuilder.apply.context import Run
+from vmbuilder.apply.context import Progress as Say, Run
 from vmbuilder.apply.lock import cluster_lock
 from vmbuilder.errors import InputError, OperationError, Problem
 from vmbuilder.model import Cluster
 from vmbuilder.verify.guests import Guests
 
-Say = Callable[[str, str, str], None]
 ROLE_CNF = "/etc/mysql/mariadb.conf.d/61-vmbuild-promotion.cnf"
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 from types import MappingProxyType
 
+from vmbuilder.apply.context import Progress
 from vmbuilder.errors import HostError
 from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.hypervisor.domains import DomainState
@@ -51,7 +52,7 @@ def read_result(hv: Hypervisor, dom: str) -> tuple[dict | None, str]:
 
 def wait_ready(hv: Hypervisor, domains: dict[str, tuple[str, str]], timeout: float,
                serial: Callable[[str], str | None] | None = None,
-               progress: Callable[[str, str, str], None] = lambda *a: None) -> dict[str, Readiness]:
+               progress: Progress = lambda *a: None) -> dict[str, Readiness]:
     """domains: VM name -> (libvirt name, expected instance-id). Polls all of them together."""
     started = time.monotonic()
     finished_on_serial: dict[str, float] = {}

@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Callable
 
 from vmbuilder import topology
-from vmbuilder.apply.context import Run
+from vmbuilder.apply.context import Progress as Say, Run
 from vmbuilder.apply.lock import cluster_lock
 from vmbuilder.apply.up import rebuild_locked
 from vmbuilder.errors import InputError, OperationError, Problem
@@ -20,7 +20,6 @@ from vmbuilder.topology import Lvs, Member
 from vmbuilder.verify.guests import Guests
 from vmbuilder.verify.lvs import holder, ipvs_table
 
-Say = Callable[[str, str, str], None]
 MOODLE_CLI = "/var/www/moodle/admin/cli"
 PHP_AS_WEB = "su -s /bin/sh www-data -c "
 

@@ -10,7 +10,7 @@ from vmbuilder.config.body import BODY_KEYS, VM_KEYS, check_body
 from vmbuilder.config.checks import Checker
 from vmbuilder.config.merge import Merged, merge_layers
 from vmbuilder.config.profiles import Profiles, available, search_dirs
-from vmbuilder.config.vms import VMBuilder, _unknown
+from vmbuilder.config.vms import VMBuilder, unknown_name
 from vmbuilder.config.yamlsrc import read_file
 from vmbuilder.errors import InputError
 from vmbuilder.model import Accel, Cluster, identity_of
@@ -67,7 +67,7 @@ def load_cluster(path: Path | str, lab: bool = False) -> Cluster:
     for pname, pool in pools.items():
         for j, h in enumerate(pool.hosts):
             if h not in declared["host"]:
-                ck.add(src, ("storage", pname, "hosts", j), _unknown("host", h, sorted(declared["host"])))
+                ck.add(src, ("storage", pname, "hosts", j), unknown_name("host", h, sorted(declared["host"])))
 
     explicit = top.get("profiles") if isinstance(top.get("profiles"), str) else None
     dirs = search_dirs(Path(path), explicit)
@@ -78,7 +78,7 @@ def load_cluster(path: Path | str, lab: bool = False) -> Cluster:
     for role, body in role_over.items():
         roles_ok[role] = check_body(ck, src, ("roles", role), body, BODY_KEYS)
         if not profiles.exists(role):
-            ck.add(src, ("roles", role), _unknown("role profile", role, available(dirs)))
+            ck.add(src, ("roles", role), unknown_name("role profile", role, available(dirs)))
     lab_top = ck.mapping(src, ("lab",), top["lab"], LAB_KEYS) if top.get("lab") is not None else None
     lab_roles = (lab_top or {}).get("roles") or {}
     if not isinstance(lab_roles, dict):
@@ -87,7 +87,7 @@ def load_cluster(path: Path | str, lab: bool = False) -> Cluster:
     for role, body in lab_roles.items():
         roles_ok[role] = check_body(ck, src, ("lab", "roles", role), body, BODY_KEYS) and roles_ok.get(role, True)
         if not profiles.exists(role):
-            ck.add(src, ("lab", "roles", role), _unknown("role profile", role, available(dirs)))
+            ck.add(src, ("lab", "roles", role), unknown_name("role profile", role, available(dirs)))
 
     vms_raw = top.get("vms") if isinstance(top.get("vms"), list) else []
     ci_schema = cloudschema.load() if vms_raw else None
@@ -110,7 +110,7 @@ def load_cluster(path: Path | str, lab: bool = False) -> Cluster:
         seen[vm_name] = i
         role = entry.get("role") or "base"
         if not profiles.exists(role):
-            ck.add(src, p + ("role",), _unknown("role profile", role, available(dirs)))
+            ck.add(src, p + ("role",), unknown_name("role profile", role, available(dirs)))
             continue
         chain = profiles.chain(role, (src, p + ("role",)))
         if chain is None or not defaults_ok or not roles_ok.get(role, True):

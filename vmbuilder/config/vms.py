@@ -11,7 +11,7 @@ from vmbuilder.model import VM, Disk, Image, Network, Nic, Pool
 from vmbuilder.units import parse_size
 
 
-def _unknown(kind: str, name: str, known: list[str]) -> str:
+def unknown_name(kind: str, name: str, known: list[str]) -> str:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else (f"; defined: {', '.join(known)}" if known else f"; no {kind}s are defined")
     return f"unknown {kind} {name!r}{hint}"
@@ -32,7 +32,7 @@ class VMBuilder:
         if name in table:
             return True
         if name not in self.declared[kind]:
-            self._p(m, path, _unknown(kind, name, sorted(self.declared[kind])), vm)
+            self._p(m, path, unknown_name(kind, name, sorted(self.declared[kind])), vm)
         return False
 
     def build(self, index: int, m: Merged) -> VM | None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from vmbuilder import topology
 from vmbuilder.model import Cluster
-from vmbuilder.verify.report import Check, first_line as _first_line
+from vmbuilder.verify.report import Check, first_line
 
 if TYPE_CHECKING:   # the guests' channel is libvirt's; rendering never needs it
     from vmbuilder.verify.guests import Guests
@@ -31,7 +31,7 @@ def checks(cluster: Cluster, g: Guests) -> list[Check]:
     fields = res.split()
     ok = code == 0 and fields[:3] == ["0", "1", "1"]
     out.append(Check(f"{primary}: primary is writable, logs binlogs, has database moodle", ok,
-                     " ".join(fields) if code == 0 else _first_line(err) or f"exit {code}"))
+                     " ".join(fields) if code == 0 else first_line(err) or f"exit {code}"))
     for r in replicas:
         code, res, err = g.sh(r, "mariadb -e 'SHOW SLAVE STATUS\\G'")
         status = {k.strip(): v.strip() for k, _, v in (l.partition(":") for l in res.splitlines()) if v}
@@ -40,7 +40,7 @@ def checks(cluster: Cluster, g: Guests) -> list[Check]:
                          f"IO {status.get('Slave_IO_Running', '?')}, SQL {status.get('Slave_SQL_Running', '?')}, "
                          f"gtid {status.get('Gtid_IO_Pos', '?')}" + (f", error {status.get('Last_Error')}"
                                                                       if status.get("Last_Error") else "")
-                         if code == 0 else _first_line(err) or f"exit {code}"))
+                         if code == 0 else first_line(err) or f"exit {code}"))
     marker = uuid.uuid4().hex
     code, _, err = g.sh(primary, "mariadb -e \"CREATE DATABASE IF NOT EXISTS vmbuild_verify; "
                                  "CREATE TABLE IF NOT EXISTS vmbuild_verify.rows (v VARCHAR(64) PRIMARY KEY, "
@@ -54,5 +54,5 @@ def checks(cluster: Cluster, g: Guests) -> list[Check]:
                 time.sleep(1)
         out.append(Check(f"{r}: a row written on {primary} arrives", seen,
                          f"after {time.monotonic() - started:.1f}s" if seen else
-                         (_first_line(err) if code != 0 else "not there after 30s")))
+                         (first_line(err) if code != 0 else "not there after 30s")))
     return out

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from vmbuilder import topology
 from vmbuilder.model import Cluster
-from vmbuilder.verify.report import Check, first_line as _first_line
+from vmbuilder.verify.report import Check, first_line
 
 if TYPE_CHECKING:   # the guests' channel is libvirt's; rendering never needs it
     from vmbuilder.verify.guests import Guests
@@ -28,7 +28,7 @@ def checks(cluster: Cluster, g: Guests) -> list[Check]:
         code, res, err = g.sh(vm, "exportfs -v")
         ok = code == 0 and "/srv/nfs/moodledata" in res
         out.append(Check(f"{vm}: exports /srv/nfs/moodledata", ok,
-                         _first_line(res) if ok else _first_line(err or res) or f"exit {code}"))
+                         first_line(res) if ok else first_line(err or res) or f"exit {code}"))
     if len(files) < 2:
         return out
     primary, peers = files[0], files[1:]
@@ -42,6 +42,6 @@ def checks(cluster: Cluster, g: Guests) -> list[Check]:
                 time.sleep(1)
         out.append(Check(f"{peer}: a file written on {primary} is synced here (lsyncd)", seen,
                          f"after {time.monotonic() - started:.1f}s" if seen else
-                         (_first_line(err) if code != 0 else "not there after 60s")))
+                         (first_line(err) if code != 0 else "not there after 60s")))
     g.sh(primary, f"rm -f /srv/nfs/moodledata/{marker}")
     return out

@@ -5,7 +5,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from vmbuilder.model import Cluster
-from vmbuilder.verify.report import Check, first_line as _first_line
+from vmbuilder.verify.report import Check, first_line
 
 if TYPE_CHECKING:   # the guests' channel is libvirt's; rendering never needs it
     from vmbuilder.verify.guests import Guests
@@ -21,12 +21,12 @@ def checks(cluster: Cluster, g: Guests) -> list[Check]:
         ok = code == 0 and "db ok" in res and "moodledata ok" in res and res.rstrip().endswith("HTTP 200")
         out.append(Check(f"{vm}: Apache + PHP serve the health page, PHP reaches the DB as moodle", ok,
                          " / ".join(l for l in res.splitlines() if l.strip()) if code == 0
-                         else _first_line(err) or f"exit {code}"))
+                         else first_line(err) or f"exit {code}"))
         source = str((cluster.settings.get("moodle") or {}).get("source") or "none")
         if source != "none":
             code, res, err = g.sh(vm, "grep -m1 '^\\$release' /var/www/moodle/version.php || cat /var/www/moodle/index.html")
             out.append(Check(f"{vm}: Moodle's code from moodle.source is installed", code == 0 and "$release" in res,
-                             _first_line(res) or _first_line(err) or "no /var/www/moodle/version.php"))
+                             first_line(res) or first_line(err) or "no /var/www/moodle/version.php"))
         code, res, err = g.sh(vm, "mountpoint -q /var/moodledata && findmnt -n -o SOURCE,FSTYPE /var/moodledata")
         out.append(Check(f"{vm}: moodledata is mounted over NFS", code == 0 and "nfs" in res,
                          res.strip() if code == 0 else "not mounted"))
@@ -40,6 +40,6 @@ def checks(cluster: Cluster, g: Guests) -> list[Check]:
             c, res, rerr = g.sh(r, as_web + f"'cat /var/moodledata/{marker}'")
             out.append(Check(f"{r}: sees a file {writer} wrote to moodledata", code == 0 and c == 0
                              and res.strip() == marker, "same content" if code == 0 and c == 0
-                             else _first_line(err if code else rerr) or "missing"))
+                             else first_line(err if code else rerr) or "missing"))
         g.sh(writer, as_web + f"'rm -f /var/moodledata/{marker}'")
     return out

@@ -7,7 +7,7 @@ import json
 from vmbuilder import roles
 from vmbuilder.model import Cluster
 from vmbuilder.verify.guests import Guests
-from vmbuilder.verify.report import Check, first_line as _first_line
+from vmbuilder.verify.report import Check, first_line
 
 
 def every_vm(cluster: Cluster, g: Guests) -> list[Check]:
@@ -20,15 +20,15 @@ def every_vm(cluster: Cluster, g: Guests) -> list[Check]:
             errors = None
         out.append(Check(f"{vm.name}: cloud-init finished without errors", errors == [],
                          "ok" if errors == [] else "; ".join(map(str, errors or []))[:200]
-                         or _first_line(err) or f"not finished (exit {code})"))
+                         or first_line(err) or f"not finished (exit {code})"))
         code, res, err = g.sh(vm.name, "chronyc -n tracking")
         field = lambda name: next((l.split(":", 1)[1].strip() for l in res.splitlines() if l.startswith(name)), "?")
         out.append(Check(f"{vm.name}: time in sync (chrony)", code == 0 and field("Leap status") == "Normal",
                          f"leap status {field('Leap status')}, reference {field('Reference ID')}, "
-                         f"offset {field('Last offset')}" if code == 0 else _first_line(err) or f"exit {code}"))
+                         f"offset {field('Last offset')}" if code == 0 else first_line(err) or f"exit {code}"))
         code, res, err = g.sh(vm.name, "curl -fsS --max-time 5 http://127.0.0.1:9100/metrics | grep -c '^node_'")
         out.append(Check(f"{vm.name}: node exporter answers on :9100", code == 0 and res.strip() not in ("", "0"),
-                         f"{res.strip()} node_ metrics" if code == 0 else _first_line(err) or f"exit {code}"))
+                         f"{res.strip()} node_ metrics" if code == 0 else first_line(err) or f"exit {code}"))
     return out
 
 
