@@ -29,7 +29,7 @@ class Lvs:
     router_id: int                  # VRRP virtual_router_id: from the cluster name, 1..254
     directors: tuple[Member, ...]
     real_servers: tuple[Member, ...]
-    probe_ips: tuple[str, ...]      # free addresses a test client borrows (see verify.lvs)
+    probe_ips: tuple[str, ...]      # free addresses a test client borrows (see vmbuilder.lvs)
     port: int = 80
     persistence: int = 1800
 

@@ -11,7 +11,7 @@ from vmbuilder.config import load_cluster
 from vmbuilder.errors import InputError
 from vmbuilder.secrets import PLACEHOLDERS
 from vmbuilder.seed.templates import cluster_facts, user_data
-from vmbuilder.verify.lvs import Probe, parse_loop
+from vmbuilder.lvs import Probe, parse_loop
 
 
 def seed(cluster, vm):

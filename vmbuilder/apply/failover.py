@@ -14,8 +14,8 @@ from vmbuilder.apply.context import Note as Say
 from vmbuilder.model import Cluster
 from vmbuilder.render import names
 from vmbuilder.verify.guests import Guests
-from vmbuilder.verify.lvs import LOOP_LOG, Probe, holder, parse_loop
-from vmbuilder.verify.report import Check, first_line
+from vmbuilder.lvs import LOOP_LOG, Probe, holder, parse_loop
+from vmbuilder.check import Check, first_line
 
 LB_WINDOW = 60          # seconds of requests around the director's loss
 

@@ -18,7 +18,7 @@ from vmbuilder.apply.up import rebuild_locked
 from vmbuilder.errors import InputError, OperationError, Problem
 from vmbuilder.topology import Lvs, Member
 from vmbuilder.verify.guests import Guests
-from vmbuilder.verify.lvs import holder, ipvs_table
+from vmbuilder.lvs import holder, ipvs_table
 
 MOODLE_CLI = "/var/www/moodle/admin/cli"
 PHP_AS_WEB = "su -s /bin/sh www-data -c "

@@ -40,7 +40,7 @@ def logs(file: str, vm: str, lab: bool, lines: int, serial: bool, unit: str | No
 @json_option
 def verify(file: str, lab: bool, failover: bool, as_json: bool) -> None:
     """Check each role end to end from inside the guests (through the guest agent): one line per check."""
-    from vmbuilder.verify.run import verify as check
+    from vmbuilder.apply.checkup import verify as check
 
     run = open_run(file, lab, quiet=True)
     say = (lambda vm, what: None) if as_json else (lambda vm, what: click.echo(f"{vm}: {what}", err=True))

@@ -6,7 +6,7 @@ neither, and needs no Python at all: a profile and a template folder make a role
 Each module may define:
   RANK                      where its checks come in `verify`'s output (lower first)
   facts(cluster, by_name)   a dict merged into the templates' `topology`
-  checks(cluster, guests)   a list of verify.report.Check
+  checks(cluster, guests)   a list of vmbuilder.check.Check
 """
 from __future__ import annotations
 

@@ -3,14 +3,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import TYPE_CHECKING
 
 from vmbuilder import topology
+from vmbuilder.check import Check, GuestShell as Guests, first_line
 from vmbuilder.model import Cluster
-from vmbuilder.verify.report import Check, first_line
-
-if TYPE_CHECKING:   # the guests' channel is libvirt's; rendering never needs it
-    from vmbuilder.verify.guests import Guests
 
 RANK = 1
 

@@ -7,7 +7,7 @@ import json
 from vmbuilder import roles
 from vmbuilder.model import Cluster
 from vmbuilder.verify.guests import Guests
-from vmbuilder.verify.report import Check, first_line
+from vmbuilder.check import Check, first_line
 
 
 def every_vm(cluster: Cluster, g: Guests) -> list[Check]:

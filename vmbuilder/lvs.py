@@ -15,8 +15,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from vmbuilder.check import GuestShell as Guests
 from vmbuilder.topology import Lvs, Member
-from vmbuilder.verify.guests import Guests
 
 NETNS = "vmbprobe"
 HOST_END, CLIENT_END = "vmbp0", "vmbp1"

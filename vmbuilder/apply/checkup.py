@@ -6,7 +6,7 @@ from typing import Callable
 from vmbuilder.apply.context import Run
 from vmbuilder.errors import OperationError
 from vmbuilder.verify.guests import Guests
-from vmbuilder.verify.report import Check
+from vmbuilder.check import Check
 
 
 def verify(run: Run, failover: bool = False, say: Callable[[str, str], None] = lambda vm, what: None) -> list[Check]:
