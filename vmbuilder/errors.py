@@ -25,7 +25,8 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+        what = f"{self.key}: {self.message}" if self.key else self.message
+        return f"{where}: {what}" if where else what
 
 
 class InputError(VmbuildError):

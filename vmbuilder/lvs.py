@@ -13,9 +13,12 @@ the VIP itself. `teardown` removes all of it.
 from __future__ import annotations
 
 import shlex
+import time
 from dataclasses import dataclass
+from typing import Callable
 
 from vmbuilder.check import GuestShell as Guests
+from vmbuilder.errors import OperationError
 from vmbuilder.topology import Lvs, Member
 
 NETNS = "vmbprobe"
@@ -107,3 +110,35 @@ def parse_loop(text: str) -> tuple[int, int, float]:
     oks = [t for t, s in stamps if s == "ok"]
     gap = max((b - a for a, b in zip(oks, oks[1:])), default=0.0)
     return len(stamps), sum(1 for _, s in stamps if s == "fail"), gap
+
+
+def reachable(g: Guests, lvs: Lvs) -> list[Member]:
+    return [d for d in lvs.directors if g.sh(d.vm, "true", timeout=10)[0] == 0]
+
+
+def wait_for(what: str, test: Callable[[], bool], timeout: float, every: float = 1.0) -> float:
+    started = time.monotonic()
+    while not test():
+        if time.monotonic() - started > timeout:
+            raise OperationError(f"{what}: not after {timeout:.0f}s")
+        time.sleep(every)
+    return time.monotonic() - started
+
+
+def set_drained(g: Guests, lvs: Lvs, rs: Member, drained: bool) -> list[Member]:
+    """Mark RS drained (or not) on every reachable director; wait until each applied it."""
+    directors = reachable(g, lvs)
+    if not directors:
+        raise OperationError(f"{rs.vm}: no director answers; cannot drain or restore it")
+    flag = f"/etc/keepalived/drain/{rs.ip}"
+    for d in directors:
+        code, _, err = g.sh(d.vm, f"mkdir -p /etc/keepalived/drain && touch {flag}" if drained else f"rm -f {flag}")
+        if code != 0:
+            raise OperationError(f"{d.vm}: cannot {'drain' if drained else 'restore'} {rs.vm}: {err.strip()[:200]}")
+
+    def applied(d: Member) -> bool:
+        w = (ipvs_table(g, d, lvs) or {}).get(rs.ip, {}).get("weight")
+        return (w in (0, None)) if drained else bool(w)
+    for d in directors:
+        wait_for(f"{d.vm}: {rs.vm} {'drained' if drained else 'back in service'}", lambda: applied(d), 90)
+    return directors

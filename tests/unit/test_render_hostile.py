@@ -89,10 +89,10 @@ def _check_shape(base_doc: dict, doc: dict, vm, field: str) -> None:
     if exports is not None:
         for line in exports.strip().splitlines():
             assert EXPORT_LINE.match(line.strip()), (field, line)
-    config = files.get("/var/www/moodle/config.php")
+    config = files.get("/etc/vmbuild/moodle-config.php")
     if config is not None:
-        assert config.count("$CFG->") == base_files["/var/www/moodle/config.php"].count("$CFG->")
-        assert len(config.splitlines()) == len(base_files["/var/www/moodle/config.php"].splitlines())
+        assert config.count("$CFG->") == base_files["/etc/vmbuild/moodle-config.php"].count("$CFG->")
+        assert len(config.splitlines()) == len(base_files["/etc/vmbuild/moodle-config.php"].splitlines())
 
 
 def _render(cluster) -> dict:
@@ -117,7 +117,7 @@ def test_hostile_values_are_refused_or_quoted(tmp_path):
             quoted += 1
             for vm in bad_cluster.vms:
                 _check_shape(base_docs[vm.name], docs[vm.name], vm, field)
-                config = _files(docs[vm.name]).get("/var/www/moodle/config.php")
+                config = _files(docs[vm.name]).get("/etc/vmbuild/moodle-config.php")
                 if config is not None:
                     php_files.append((field, bad, config))
     assert refused and quoted, (refused, quoted)   # both walls were exercised

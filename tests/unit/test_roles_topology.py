@@ -1,5 +1,6 @@
 """The Moodle roles' wiring: who is primary, where the VIP is, what the lb/web/file seeds say,
 the `lab:` shrink, settings validation, and the parsers verify and update rely on."""
+import hashlib
 import re
 
 import pytest
@@ -12,6 +13,8 @@ from vmbuilder.errors import InputError
 from vmbuilder.secrets import PLACEHOLDERS
 from vmbuilder.seed.templates import cluster_facts, user_data
 from vmbuilder.lvs import Probe, parse_loop
+from vmbuilder.model import Accel
+from vmbuilder.render import desired_host
 
 
 def seed(cluster, vm):
@@ -58,13 +61,13 @@ def test_web_is_a_real_server_and_config_follows_the_primary(write):
     files, _ = seed(cluster, "web2")
     assert "ip addr replace 10.20.0.10/32 dev lo" in files["/etc/systemd/system/vmbuild-vip-lo.service"]
     assert "arp_ignore = 1" in files["/etc/sysctl.d/90-vmbuild-lvs-dr.conf"]
-    config = files["/var/www/moodle/config.php"]
+    config = files["/etc/vmbuild/moodle-config.php"]
     assert "$CFG->dbhost    = '10.10.0.31';" in config and "'dbhost' => '10.10.0.32'" in config
     assert files["/etc/vmbuild/dbhost"].strip() == "10.10.0.31"
     promoted = load_cluster(moodle_with(write, "db_primary: db1", "db_primary: db2"))
     files, _ = seed(promoted, "web1")
-    assert "$CFG->dbhost    = '10.10.0.32';" in files["/var/www/moodle/config.php"]
-    assert "'dbhost' => '10.10.0.31'" in files["/var/www/moodle/config.php"]
+    assert "$CFG->dbhost    = '10.10.0.32';" in files["/etc/vmbuild/moodle-config.php"]
+    assert "'dbhost' => '10.10.0.31'" in files["/etc/vmbuild/moodle-config.php"]
     # and the db seeds swap roles: db1 becomes the replica of db2
     db1, _ = seed(promoted, "db1")
     assert "read_only = 1" in db1["/etc/mysql/mariadb.conf.d/60-vmbuild.cnf"]
@@ -124,14 +127,35 @@ def test_parse_loop_counts_and_gap():
     assert parse_loop("") == (0, 0, 0.0)
 
 
-def test_moodle_source_and_site(write):
+def test_moodle_source_and_site(write, tmp_path):
     cluster = load_cluster(MOODLE)
     files, _ = seed(cluster, "web1")
-    assert "SRC=none" in files["/usr/local/sbin/vmbuild-moodle-code"]
+    assert "WANT=none" in files["/usr/local/sbin/vmbuild-moodle-code"]
     assert "DocumentRoot /var/www/moodle" in files["/etc/apache2/sites-available/moodle.conf"]
-    url = "https://download.example/moodle-4.5.tgz"
-    files, _ = seed(load_cluster(moodle_with(write, "source: none", f"source: {url}")), "web1")
-    assert f"SRC={url}" in files["/usr/local/sbin/vmbuild-moodle-code"]
+    # a URL needs its sha256; a path here is hashed when the file is read
+    with pytest.raises(InputError, match="settings.moodle.sha256: a downloaded Moodle tarball needs its sha256"):
+        load_cluster(moodle_with(write, "source: none", "source: https://download.example/moodle-4.5.tgz"))
+    sha = "ab" * 32
+    url = load_cluster(moodle_with(write, "source: none", f"source: https://download.example/m.tgz\n    sha256: {sha}"))
+    files, _ = seed(url, "web1")
+    assert f"WANT={sha}" in files["/usr/local/sbin/vmbuild-moodle-code"]
+    tarball = tmp_path / "moodle.tgz"
+    tarball.write_bytes(b"not really a tarball")
+    local = load_cluster(moodle_with(write, "source: none", f"source: {tarball}"))
+    assert local.settings["moodle"]["sha256"] == hashlib.sha256(b"not really a tarball").hexdigest()
+    files, _ = seed(local, "web2")
+    assert "tar -xzf /run/vmbuild-code/moodle.tgz" in files["/usr/local/sbin/vmbuild-moodle-code"]
+    assert "install_database.php" in files["/usr/local/sbin/vmbuild-moodle-install"]
+    assert "OnCalendar=minutely" in files["/etc/systemd/system/vmbuild-moodle-cron.timer"]
+    # the code is a read-only CD-ROM of the web VMs only, on their boot disk's pool
+    want = desired_host(local, "hv1", Accel.TCG)
+    code_disks = {d.vm.name: [s.get("file") for s in d.domain.iter("source") if "code-" in (s.get("file") or "")]
+                  for d in want.vms}
+    assert code_disks["web1"] == [f"/var/lib/libvirt/nas/moodle/code-{local.settings['moodle']['sha256'][:16]}.iso"]
+    assert all(not v for k, v in code_disks.items() if k != "web1")
+    for bad, message in ((tmp_path, "is not a regular file"), (tmp_path / "nope.tgz", "No such file")):
+        with pytest.raises(InputError, match=message):
+            load_cluster(moodle_with(write, "source: none", f"source: {bad}"))
 
 
 def test_time_source_is_the_first_vm_unless_named(write):

@@ -3,6 +3,7 @@ for the guests. Every host at once, one worker and one connection each."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Mapping
 
 from vmbuilder.apply import accel as accelprobe
@@ -45,6 +46,7 @@ class Inputs:
     images: Mapping[str, ImageFiles]
     secrets: Mapping[str, str]
     facts: ClusterFacts
+    code: Mapping[str, Path] = field(default_factory=dict)   # code volume name -> its local ISO
 
 
 def _needed_types(cluster: Cluster, override: Accel | None) -> set[str]:
@@ -144,7 +146,8 @@ def _up_host(hr: HostRun, inputs: Inputs, report: HostReport) -> None:
 
     if accel is not None:
         hr.say("accel", accel.value, report.accel_note)
-    removal, want = execute.carry_out(hr, want, seen, changes, inputs.images, settle if accel is None else None)
+    removal, want = execute.carry_out(hr, want, seen, changes, inputs.images, settle if accel is None else None,
+                                      inputs.code)
     report.kept += removal.kept
     accel = accel or decided["accel"]
     report.accel = accel.value

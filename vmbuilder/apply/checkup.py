@@ -12,14 +12,15 @@ from vmbuilder.check import Check
 def verify(run: Run, failover: bool = False, say: Callable[[str, str], None] = lambda vm, what: None) -> list[Check]:
     from vmbuilder.apply.failover import run_failover
     from vmbuilder.apply.lock import cluster_lock
+    from vmbuilder.apply.secretstore import stored
     from vmbuilder.verify.checks import run_all
 
     cluster = run.cluster
     with Guests(cluster, {h: t.uri for h, t in run.targets.items()}) as g:
         if not failover:
-            return run_all(cluster, g)
+            return run_all(cluster, g, stored(cluster, run.targets))
         with cluster_lock(cluster, "verify --failover", run.targets):
-            checks = run_failover(cluster, g, say)
+            checks = run_failover(cluster, g, say, stored(cluster, run.targets).get("moodle_admin_password"))
     if not checks:
         raise OperationError("--failover needs two lb VMs or a db primary with a replica; "
                              f"{cluster.source} has neither")

@@ -108,13 +108,20 @@ def _volume(change: Change) -> tuple[str, str]:
     return pool, vol
 
 
-def upload_images(hr: HostRun, want: DesiredHost, changes: list[Change], images: Mapping[str, ImageFiles]) -> None:
-    """Each base image the plan says is missing (with its kernel and initrd), once per pool."""
+def upload_images(hr: HostRun, want: DesiredHost, changes: list[Change], images: Mapping[str, ImageFiles],
+                  code: Mapping[str, Path] | None = None) -> None:
+    """Each base image the plan says is missing (with its kernel and initrd), and each code
+    volume (an application's tarball), once per pool."""
     cluster = hr.cluster
     bases = {(d.vm.boot_disk.pool, names.base_volume(cluster, cluster.images[d.vm.boot_disk.image])):
              (d.vm, cluster.images[d.vm.boot_disk.image]) for d in want.vms}
     for c in _of(changes, Kind.VOLUME, Action.CREATE):
         key = _volume(c)
+        if key[1] in (code or {}):
+            hr.say(key[1], "code", f"{c.detail} -> {key[0]}")
+            with hr.shared_pool(key[0]):
+                _upload(hr, key[0], key[1], code[key[1]], f"{c.detail} into pool {key[0]}")
+            continue
         if key not in bases:
             continue
         vm, image = bases[key]
@@ -197,12 +204,13 @@ def make_domains(hr: HostRun, want: DesiredHost, changes: list[Change]) -> None:
 
 def carry_out(hr: HostRun, want: DesiredHost, seen: SeenHost, changes: list[Change],
               images: Mapping[str, ImageFiles],
-              settle: Callable[[DesiredHost], DesiredHost] | None = None) -> tuple[Removal, DesiredHost]:
+              settle: Callable[[DesiredHost], DesiredHost] | None = None,
+              code: Mapping[str, Path] | None = None) -> tuple[Removal, DesiredHost]:
     """Every phase of one host's plan, in order. SETTLE, once the base images are there,
     may give the final desired objects (the accelerator decided by booting one)."""
     removal = remove(hr, want, seen, changes)
     make_pools(hr, changes)
-    upload_images(hr, want, changes, images)
+    upload_images(hr, want, changes, images, code)
     if settle is not None:
         want = settle(want)
     make_disks(hr, want, changes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from vmbuilder import topology
+from vmbuilder import moodlesite, topology
 from vmbuilder.apply.context import Note as Say
 from vmbuilder.model import Cluster
 from vmbuilder.render import names
@@ -39,7 +39,7 @@ def _wait_back(g: Guests, vm: str, timeout: float) -> bool:
     return False
 
 
-def lb_failover(cluster: Cluster, g: Guests, say: Say) -> list[Check]:
+def lb_failover(cluster: Cluster, g: Guests, say: Say, admin_password: str | None = None) -> list[Check]:
     lvs = topology.lvs(cluster)
     if lvs is None or len(lvs.directors) < 2:
         return []
@@ -54,7 +54,14 @@ def lb_failover(cluster: Cluster, g: Guests, say: Say) -> list[Check]:
     if code != 0:
         g.sh(survivor.vm, probe.teardown_script())
         return [Check("failover: VIP moves to the other director", False, f"test client: {first_line(err)}")]
+    site = moodlesite.site(cluster)
+    browser = moodlesite.Browser(g, probe, site) if site is not None and admin_password else None
     try:
+        logged_in = False
+        if browser is not None:   # a person logged in before the director dies
+            g.sh(survivor.vm, f"rm -rf {moodlesite.JAR}; mkdir -m 700 {moodlesite.JAR}")
+            status, page = browser.login(admin_password)
+            logged_in = status == 200 and bool(moodlesite.LOGGED_IN.search(page))
         time.sleep(5)
         say(active.vm, f"powered off (the VIP holder); a client in {survivor.vm} keeps requesting")
         _power(g, cluster, active.vm, on=False)
@@ -74,8 +81,14 @@ def lb_failover(cluster: Cluster, g: Guests, say: Say) -> list[Check]:
                Check(f"failover: the VIP serves through {survivor.vm}", serving and sent > 0,
                      f"{sent} requests in {LB_WINDOW}s, {failed} failed; the VIP was silent for "
                      f"{gap:.1f}s at most")]
+        if browser is not None:
+            status, page = browser.get("/my/")
+            still = logged_in and status == 200 and bool(moodlesite.LOGGED_IN.search(page))
+            out.append(Check("failover: a client logged in to Moodle before it is still logged in after", still,
+                             ("logged in before; " if logged_in else "the login before failed; ")
+                             + f"after: HTTP {status}, " + ("logged in" if still else "not logged in")))
     finally:
-        g.sh(survivor.vm, probe.teardown_script())
+        g.sh(survivor.vm, probe.teardown_script() + f"\nrm -rf {moodlesite.JAR}")
         say(active.vm, "started again; it rejoins as the backup director")
         _power(g, cluster, active.vm, on=True)
     return out
@@ -91,9 +104,10 @@ def director_back(cluster: Cluster, g: Guests) -> list[Check]:
     return out
 
 
-def run_failover(cluster: Cluster, g: Guests, say: Say) -> list[Check]:
+def run_failover(cluster: Cluster, g: Guests, say: Say, admin_password: str | None = None) -> list[Check]:
     """The director first, then the DB primary while the director boots again."""
-    return lb_failover(cluster, g, say) + db_failover(cluster, g, say) + director_back(cluster, g)
+    return (lb_failover(cluster, g, say, admin_password) + db_failover(cluster, g, say)
+            + director_back(cluster, g))
 
 
 def db_failover(cluster: Cluster, g: Guests, say: Say) -> list[Check]:

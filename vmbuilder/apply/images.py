@@ -39,3 +39,18 @@ def resolve_all(cluster: Cluster, say=lambda text: None) -> dict[str, ImageFiles
     needed = {d.image for vm in cluster.vms for d in vm.disks if d.image}
     return {name: resolve(cluster, cluster.images[name], progress=lambda s, n=name: say(f"image {n}: {s}"))
             for name in sorted(needed)}
+
+
+def resolve_code(cluster: Cluster, say=lambda text: None) -> dict[str, Path]:
+    """Volume name -> the local ISO of each application's code the cluster's VMs get."""
+    from vmbuilder import roles
+    from vmbuilder.image.codeiso import code_iso
+    from vmbuilder.render import names
+
+    out = {}
+    for role in sorted({vm.role for vm in cluster.vms}):
+        code = roles.code_for(cluster, role)
+        if code is not None:
+            out[names.code_volume(cluster, code.sha256)] = code_iso(
+                code.name, code.source, code.sha256, code.label, lambda s, n=code.name: say(f"code {n}: {s}"))
+    return out

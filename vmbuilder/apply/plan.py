@@ -97,6 +97,8 @@ def needed_volumes(cluster: Cluster, want: DesiredHost) -> dict[tuple[str, str],
         for pool_name, xml in d.volumes:
             needed[(pool_name, xml.findtext("name"))] = f"disk of {d.vm.name}"
         needed[(d.vm.boot_disk.pool, d.seed_volume.findtext("name"))] = f"seed of {d.vm.name}"
+        if d.code is not None:
+            needed[(d.vm.boot_disk.pool, names.code_volume(cluster, d.code.sha256))] = f"code {d.code.name}"
     return needed
 
 
@@ -252,7 +254,6 @@ def rebuild_volumes(cluster: Cluster, vm_name: str, wipe_data: bool,
 
 
 def _complete(cluster: Cluster, vols: frozenset[str]) -> frozenset[str]:
-    """Volumes, less uploads (base images, kernels, initrds) that never finished: no marker beside them."""
-    upload = cluster.object_name("base-")
+    """Volumes, less uploads (base images, kernels, initrds, code) that never finished: no marker beside them."""
     return frozenset(v for v in vols
-                     if not v.startswith(upload) or v.endswith(".complete") or names.complete_marker(v) in vols)
+                     if not names.is_upload(cluster, v) or v.endswith(".complete") or names.complete_marker(v) in vols)

@@ -18,42 +18,10 @@ from vmbuilder.apply.up import rebuild_locked
 from vmbuilder.errors import InputError, OperationError, Problem
 from vmbuilder.topology import Lvs, Member
 from vmbuilder.verify.guests import Guests
-from vmbuilder.lvs import holder, ipvs_table
+from vmbuilder.lvs import holder, ipvs_table, set_drained, wait_for
 
 MOODLE_CLI = "/var/www/moodle/admin/cli"
 PHP_AS_WEB = "su -s /bin/sh www-data -c "
-
-
-def _reachable(g: Guests, lvs: Lvs) -> list[Member]:
-    return [d for d in lvs.directors if g.sh(d.vm, "true", timeout=10)[0] == 0]
-
-
-def _wait(what: str, test: Callable[[], bool], timeout: float, every: float = 1.0) -> float:
-    started = time.monotonic()
-    while not test():
-        if time.monotonic() - started > timeout:
-            raise OperationError(f"{what}: not after {timeout:.0f}s")
-        time.sleep(every)
-    return time.monotonic() - started
-
-
-def set_drained(g: Guests, lvs: Lvs, rs: Member, drained: bool) -> list[Member]:
-    """Mark RS drained (or not) on every reachable director; wait until each applied it."""
-    directors = _reachable(g, lvs)
-    if not directors:
-        raise OperationError(f"{rs.vm}: no director answers; cannot drain or restore it")
-    flag = f"/etc/keepalived/drain/{rs.ip}"
-    for d in directors:
-        code, _, err = g.sh(d.vm, f"mkdir -p /etc/keepalived/drain && touch {flag}" if drained else f"rm -f {flag}")
-        if code != 0:
-            raise OperationError(f"{d.vm}: cannot {'drain' if drained else 'restore'} {rs.vm}: {err.strip()[:200]}")
-
-    def applied(d: Member) -> bool:
-        w = (ipvs_table(g, d, lvs) or {}).get(rs.ip, {}).get("weight")
-        return (w in (0, None)) if drained else bool(w)
-    for d in directors:
-        _wait(f"{d.vm}: {rs.vm} {'drained' if drained else 'back in service'}", lambda: applied(d), 90)
-    return directors
 
 
 def wait_idle(g: Guests, lvs: Lvs, rs: Member, timeout: float = 120.0) -> float:
@@ -62,7 +30,7 @@ def wait_idle(g: Guests, lvs: Lvs, rs: Member, timeout: float = 120.0) -> float:
 
     def idle() -> bool:
         return all(not (ipvs_table(g, d, lvs) or {}).get(rs.ip, {}).get("active") for d in held)
-    return _wait(f"{rs.vm}: open connections to finish", idle, timeout)
+    return wait_for(f"{rs.vm}: open connections to finish", idle, timeout)
 
 
 def wait_healthy(g: Guests, vm: str, port: int, timeout: float = 600.0) -> float:
@@ -70,7 +38,7 @@ def wait_healthy(g: Guests, vm: str, port: int, timeout: float = 600.0) -> float
         code, out, _ = g.sh(vm, f"curl -s -o /dev/null --max-time 10 -w '%{{http_code}}' http://127.0.0.1:{port}/health.php",
                             timeout=30)
         return code == 0 and out.strip() == "200"
-    return _wait(f"{vm}: health page", ok, timeout, every=3.0)
+    return wait_for(f"{vm}: health page", ok, timeout, every=3.0)
 
 
 def moodle_installed(g: Guests, vm: str) -> bool:

@@ -29,9 +29,8 @@ def _parse(host: str, raw: bytes) -> dict[str, str]:
                              f"`virsh secret-undefine` it only if you mean to generate new passwords") from e
 
 
-def load(cluster: Cluster, targets: dict, store: bool = True) -> dict[str, str]:
-    """The cluster's secrets from its hosts, making any that are missing. With STORE false
-    (plan), nothing is written: missing secrets are made up for this run only."""
+def _stored(cluster: Cluster, targets: dict) -> tuple[dict[str, dict | None], dict[str, str]]:
+    """(what each reachable host holds, the cluster's stored secrets: {} when none yet)."""
     uuid = secret_uuid(cluster)
     found: dict[str, dict | None] = {}
     unreachable: dict[str, str] = {}
@@ -50,12 +49,23 @@ def load(cluster: Cluster, targets: dict, store: bool = True) -> dict[str, str]:
         which = ", ".join(h for h, v in found.items() if v)
         raise OperationError(f"hosts {which} hold different generated secrets for cluster {cluster.name!r}; "
                              f"vmbuild will not choose: remove the wrong one with `virsh secret-undefine {uuid}`")
-    current = json.loads(held.pop()) if held else (secrets.legacy_local(cluster.name) or {})
+    return found, (json.loads(held.pop()) if held else (secrets.legacy_local(cluster.name) or {}))
+
+
+def stored(cluster: Cluster, targets: dict) -> dict[str, str]:
+    """The secrets `up` generated for the cluster ({} before its first `up`); nothing is made."""
+    return _stored(cluster, targets)[1]
+
+
+def load(cluster: Cluster, targets: dict, store: bool = True) -> dict[str, str]:
+    """The cluster's secrets from its hosts, making any that are missing. With STORE false
+    (plan), nothing is written: missing secrets are made up for this run only."""
+    found, current = _stored(cluster, targets)
     complete = secrets.complete(current)
     if store:
         blob = json.dumps(complete, sort_keys=True).encode()
         for host, value in found.items():
             if value != complete:
                 with Hypervisor(host, targets[host].uri) as hv:
-                    hostsecrets.write(hv, uuid, f"vmbuild cluster {cluster.name}: generated passwords", blob)
+                    hostsecrets.write(hv, secret_uuid(cluster), f"vmbuild cluster {cluster.name}: generated passwords", blob)
     return complete

@@ -15,6 +15,7 @@ from vmbuilder.apply.lock import cluster_lock
 from vmbuilder.hypervisor.observe import SeenHost, observe
 from vmbuilder.model import Cluster
 from vmbuilder.render import names
+from vmbuilder.roles import web
 
 
 @dataclass
@@ -78,6 +79,10 @@ def _vm_volume_names(cluster: Cluster, vm, pools: set[str] | None = None) -> set
                          names.initrd_volume(cluster, image)):
                 vols |= {(d.pool, blob), (d.pool, names.complete_marker(blob))}
     vols.add((vm.boot_disk.pool, names.seed_volume(cluster, vm)))
+    code = web.code(cluster) if vm.role == "web" else None
+    if code is not None:
+        blob = names.code_volume(cluster, code.sha256)
+        vols |= {(vm.boot_disk.pool, blob), (vm.boot_disk.pool, names.complete_marker(blob))}
     return {v for v in vols if pools is None or v[0] in pools}
 
 
@@ -106,8 +111,8 @@ def _busy_shared_pools(cluster: Cluster, cleared: set[str]) -> set[str]:
 
 
 def _base_prefixes(cluster: Cluster) -> tuple[str, ...]:
-    # older versions of our base images, left behind by an image update
-    return tuple(cluster.object_name(f"base-{i}-") for i in cluster.images)
+    # older versions of our base images (and code), left behind by an image (or code) update
+    return tuple(cluster.object_name(f"base-{i}-") for i in cluster.images) + (cluster.object_name("code-"),)
 
 
 def remove_domains(hr: HostRun, grace: float = 0.0) -> list[str]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 
 from vmbuilder.apply.bringup import HostReport, Inputs, bring_up, merge_reports, plan_of, preflight, refuse_on_problems
 from vmbuilder.apply.context import HostRun, Run
-from vmbuilder.apply.images import resolve_all
+from vmbuilder.apply.images import resolve_all, resolve_code
 from vmbuilder.apply.lock import cluster_lock
 from vmbuilder.apply.plan import Change
 from vmbuilder.apply.secretstore import load as load_secrets
@@ -30,7 +30,8 @@ class UpResult:
 def _inputs(run: Run, store_secrets: bool = True, images: bool = True) -> Inputs:
     cluster = run.cluster
     return Inputs(resolve_all(cluster, run.report.note) if images else {},
-                  load_secrets(cluster, run.targets, store=store_secrets), cluster_facts(cluster))
+                  load_secrets(cluster, run.targets, store=store_secrets), cluster_facts(cluster),
+                  resolve_code(cluster, run.report.note) if images else {})
 
 
 def up(run: Run) -> UpResult:

@@ -62,4 +62,37 @@ def promote(file: str, vm: str, lab: bool, as_json: bool) -> None:
         click.echo(f"{vm} is the primary now; {hint}")
 
 
-COMMANDS = (update, db)
+EXAMPLES_SECRET = """\b
+Examples:
+  vmbuild secret moodle.yaml                   # the names
+  vmbuild secret moodle.yaml moodle_admin      # Moodle's admin password (user: admin)
+"""
+
+
+@click.command(epilog=EXAMPLES_SECRET)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("name", required=False)
+@lab_option
+def secret(file: str, name: str | None, lab: bool) -> None:
+    """Print one of the passwords vmbuild generated for FILE's cluster (read from its hosts;
+    nothing else prints them); without NAME, list the names."""
+    from vmbuilder import secrets
+    from vmbuilder.apply.secretstore import stored
+    from vmbuilder.errors import InputError, OperationError
+
+    short = {n.removesuffix("_password"): n for n in secrets.NAMES}
+    if name is None:
+        for n in sorted(short):
+            click.echo(n)
+        return
+    key = short.get(name) or (name if name in secrets.NAMES else None)
+    if key is None:
+        raise InputError(f"no generated secret {name!r}; there are: {', '.join(sorted(short))}")
+    run = open_run(file, lab, quiet=True)
+    value = stored(run.cluster, run.targets).get(key)
+    if value is None:
+        raise OperationError(f"cluster {run.cluster.name!r} has no {name} yet: `vmbuild up` generates it")
+    click.echo(value)
+
+
+COMMANDS = (update, db, secret)

@@ -3,6 +3,7 @@ test-client addresses, the named DB primary. Run once the VMs are built."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from typing import Any
 
@@ -13,7 +14,7 @@ from vmbuilder.model import VM, Network
 
 SETTINGS_KEYS = ("vip", "lb", "db_primary", "time_source", "moodle", "firewall")
 SETTINGS_LB_KEYS = ("probe_ips", "persistence")
-SETTINGS_MOODLE_KEYS = ("wwwroot", "source", "sha256")
+SETTINGS_MOODLE_KEYS = ("wwwroot", "source", "sha256", "fullname", "shortname")
 
 
 def _address(ck: Checker, src: Source, path: tuple, value: Any) -> ipaddress.IPv4Address | None:
@@ -24,25 +25,58 @@ def _moodle(ck: Checker, src: Source, raw: Any) -> dict:
     body = ck.mapping(src, ("settings", "moodle"), raw, SETTINGS_MOODLE_KEYS)
     if body is None:
         return {}
-    out = {}
+    out: dict[str, Any] = {}
     p = ("settings", "moodle")
     if body.get("wwwroot") is not None:
         out["wwwroot"] = ck.grammar(src, p + ("wwwroot",), body["wwwroot"],
                                     lambda v: grammar.url(v, ("http", "https"), "wwwroot URL"))
-    source = body.get("source")
-    if source is not None:
-        if source == "none":
-            out["source"] = "none"
-        else:
-            out["source"] = ck.grammar(src, p + ("source",), source,
-                                       lambda v: grammar.url(v, ("http", "https", "file"), "Moodle tarball URL (or none)"))
+    for key in ("fullname", "shortname"):
+        if body.get(key) is not None:
+            out[key] = ck.grammar(src, p + (key,), body[key], lambda v, k=key: grammar.one_line(v, k, 255))
     if body.get("sha256") is not None:
         sha = body["sha256"]
         if not isinstance(sha, str) or not re.match(r"^[0-9a-fA-F]{64}\Z", sha):
             ck.add(src, p + ("sha256",), "must be 64 hexadecimal digits")
         else:
             out["sha256"] = sha.lower()
+    source = body.get("source")
+    if source is None or source == "none":
+        out["source"] = "none"
+    elif isinstance(source, str) and source.startswith(("http://", "https://")):
+        out["source"] = ck.grammar(src, p + ("source",), source,
+                                   lambda v: grammar.url(v, ("http", "https"), "Moodle tarball URL"))
+        if body.get("sha256") is None:
+            ck.add(src, p + ("sha256",), "a downloaded Moodle tarball needs its sha256, so a corrupt or swapped "
+                   "file is refused")
+    else:
+        path = ck.grammar(src, p + ("source",), source,
+                          lambda v: grammar.source_file(v, "Moodle tarball (none, an http(s) URL, or an absolute path)"))
+        if path is not None:
+            out["source"] = path
+            if "sha256" not in out and body.get("sha256") is None:
+                # the code's identity is in the web servers' seeds: a new tarball is a new seed
+                sha = _file_sha256(path)
+                if isinstance(sha, str):
+                    out["sha256"] = sha
+                else:
+                    ck.add(src, p + ("source",), sha.args[0])
     return {k: v for k, v in out.items() if v is not None}
+
+
+def _file_sha256(path: str) -> str | OSError:
+    import hashlib
+    import stat
+
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):   # a FIFO or a device would block or never end
+            return OSError(f"{path} is not a regular file")
+        with open(path, "rb") as f:
+            digest = hashlib.sha256()
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    except OSError as e:
+        return OSError(f"{path}: {e.strerror or e}")
+    return digest.hexdigest()
 
 
 def check(ck: Checker, src: Source, raw: Any, vms: list[VM], networks: dict[str, Network],

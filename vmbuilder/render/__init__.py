@@ -5,10 +5,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 from lxml import etree
 
+from vmbuilder import roles
 from vmbuilder.model import Accel, Cluster, VM
 from vmbuilder.render import names
 from vmbuilder.render.domain import domain_xml
@@ -26,6 +27,7 @@ class DesiredVM:
     seed: SeedFiles
     seed_iso: bytes
     seed_volume: etree._Element
+    code: Any = None    # roles' Code the VM gets as a read-only volume (Moodle's tarball), or None
 
 
 @dataclass(frozen=True)
@@ -45,11 +47,12 @@ def desired_vm(cluster: Cluster, vm: VM, accel: Accel, secrets: Mapping | None =
                facts: ClusterFacts | None = None) -> DesiredVM:
     seed = seed_files(cluster, vm, secrets, facts=facts)
     iso = build_iso(seed.files())
+    code = roles.code_for(cluster, vm.role)
     return DesiredVM(
         vm=vm,
-        domain=domain_xml(cluster, vm, domain_type(accel), seed_hash=seed.instance_id),
+        domain=domain_xml(cluster, vm, domain_type(accel), seed_hash=seed.instance_id, code=code),
         volumes=tuple((d.pool, disk_volume_xml(cluster, vm, d)) for d in vm.disks),
-        seed=seed, seed_iso=iso, seed_volume=seed_volume_xml(cluster, vm, len(iso)))
+        seed=seed, seed_iso=iso, seed_volume=seed_volume_xml(cluster, vm, len(iso)), code=code)
 
 
 def desired_host(cluster: Cluster, host: str, accel: Accel, secrets: Mapping | None = None,

@@ -12,8 +12,9 @@ from vmbuilder.render.xmltools import seal, sub
 DEFAULT_CMDLINE = "root=/dev/vda rw console=ttyS0"
 
 
-def domain_xml(cluster: Cluster, vm: VM, domain_type: str, seed_hash: str = "") -> etree._Element:
-    """domain_type is libvirt's: 'kvm', or 'qemu' for plain emulation (TCG)."""
+def domain_xml(cluster: Cluster, vm: VM, domain_type: str, seed_hash: str = "", code=None) -> etree._Element:
+    """domain_type is libvirt's: 'kvm', or 'qemu' for plain emulation (TCG). CODE: an
+    application's code volume (roles' Code) attached read-only as a second CD-ROM."""
     name = names.domain(cluster, vm)
     root = etree.Element("domain", type=domain_type)
     sub(root, "name", name)
@@ -32,7 +33,7 @@ def domain_xml(cluster: Cluster, vm: VM, domain_type: str, seed_hash: str = "") 
     sub(root, "on_poweroff", "destroy")
     sub(root, "on_reboot", "restart")
     sub(root, "on_crash", "destroy")
-    _devices(sub(root, "devices"), cluster, vm)
+    _devices(sub(root, "devices"), cluster, vm, code)
     volumes = tuple(f"{d.pool}/{names.disk_volume(cluster, vm, d)}" for d in vm.disks)
     volumes += (f"{vm.boot_disk.pool}/{names.seed_volume(cluster, vm)}",)
     mark = ownership.Mark(cluster=cluster.name, prefix=cluster.prefix, kind="domain", name=vm.name, spec="", role=vm.role,
@@ -54,7 +55,7 @@ def _os(root: etree._Element, cluster: Cluster, vm: VM) -> None:
         sub(os_, "boot", dev="hd")
 
 
-def _devices(dev: etree._Element, cluster: Cluster, vm: VM) -> None:
+def _devices(dev: etree._Element, cluster: Cluster, vm: VM, code) -> None:
     for i, disk in enumerate(vm.disks):
         node = sub(dev, "disk", type="file", device="disk")
         sub(node, "driver", name="qemu", type="qcow2", discard="unmap")
@@ -68,6 +69,12 @@ def _devices(dev: etree._Element, cluster: Cluster, vm: VM) -> None:
     sub(seed, "source", file=names.volume_path(cluster, vm.boot_disk.pool, names.seed_volume(cluster, vm)))
     sub(seed, "target", dev="sda", bus="scsi")
     sub(seed, "readonly")
+    if code is not None:
+        node = sub(dev, "disk", type="file", device="cdrom")
+        sub(node, "driver", name="qemu", type="raw")
+        sub(node, "source", file=names.volume_path(cluster, vm.boot_disk.pool, names.code_volume(cluster, code.sha256)))
+        sub(node, "target", dev="sdb", bus="scsi")
+        sub(node, "readonly")
     sub(dev, "controller", type="scsi", index="0", model="virtio-scsi")
     for nic in vm.nics:
         iface = sub(dev, "interface", type="network")

@@ -53,3 +53,13 @@ def volume_path(cluster: Cluster, pool_name: str, volume: str) -> str:
 
 def serial_log(cluster: Cluster, vm: VM) -> str:
     return f"/var/log/libvirt/qemu/{domain(cluster, vm)}-serial.log"
+
+
+def code_volume(cluster: Cluster, sha256: str) -> str:
+    """An ISO holding an application's code tarball (Moodle's), named by the tarball's sha256."""
+    return cluster.object_name(f"code-{sha256[:16]}.iso")
+
+
+def is_upload(cluster: Cluster, volume: str) -> bool:
+    """Volumes vmbuild fills from a file on this machine: complete only beside their marker."""
+    return volume.startswith((cluster.object_name("base-"), cluster.object_name("code-")))

@@ -6,7 +6,8 @@ neither, and needs no Python at all: a profile and a template folder make a role
 Each module may define:
   RANK                      where its checks come in `verify`'s output (lower first)
   facts(cluster, by_name)   a dict merged into the templates' `topology`
-  checks(cluster, guests)   a list of vmbuilder.check.Check
+  checks(cluster, guests, secrets)   a list of vmbuilder.check.Check
+  code(cluster)             the code (an application tarball) its VMs get as a read-only volume
 """
 from __future__ import annotations
 
@@ -24,6 +25,16 @@ def modules() -> list[ModuleType]:
     return sorted(found, key=lambda m: (getattr(m, "RANK", 100), m.__name__))
 
 
+def module(role: str) -> ModuleType | None:
+    return next((m for m in modules() if m.__name__.rsplit(".", 1)[1] == role), None)
+
+
+def code_for(cluster: Cluster, role: str):
+    """The code VMs of ROLE get attached, or None."""
+    m = module(role)
+    return m.code(cluster) if m is not None and hasattr(m, "code") else None
+
+
 def topology_facts(cluster: Cluster, by_name: Mapping[str, dict]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for m in modules():
@@ -32,5 +43,6 @@ def topology_facts(cluster: Cluster, by_name: Mapping[str, dict]) -> dict[str, A
     return out
 
 
-def checks(cluster: Cluster, guests) -> list:
-    return [c for m in modules() if hasattr(m, "checks") for c in m.checks(cluster, guests)]
+def checks(cluster: Cluster, guests, secrets: Mapping[str, str]) -> list:
+    """Every role's checks; SECRETS: the cluster's generated passwords (a check may log in)."""
+    return [c for m in modules() if hasattr(m, "checks") for c in m.checks(cluster, guests, secrets)]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Mapping
 
 from vmbuilder import topology
 from vmbuilder.check import Check, GuestShell as Guests, first_line
@@ -17,7 +18,7 @@ def facts(cluster: Cluster, by_name) -> dict:
             "db_replicas": [by_name[v.name] for v in topology.db_replicas(cluster)]}
 
 
-def checks(cluster: Cluster, g: Guests) -> list[Check]:
+def checks(cluster: Cluster, g: Guests, secrets: Mapping[str, str]) -> list[Check]:
     if topology.db_primary(cluster) is None:
         return []
     primary, replicas = topology.db_primary(cluster).name, [v.name for v in topology.db_replicas(cluster)]

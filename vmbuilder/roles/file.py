@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Mapping
 
 from vmbuilder import topology
 from vmbuilder.check import Check, GuestShell as Guests, first_line
@@ -17,7 +18,7 @@ def facts(cluster: Cluster, by_name) -> dict:
             "file_peers": [by_name[v.name] for v in files[1:]]}
 
 
-def checks(cluster: Cluster, g: Guests) -> list[Check]:
+def checks(cluster: Cluster, g: Guests, secrets: Mapping[str, str]) -> list[Check]:
     out = []
     files = [v.name for v in topology.role_vms(cluster, "file")]
     for vm in files:

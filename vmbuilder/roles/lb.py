@@ -4,6 +4,7 @@ real-server side, and a real client's requests through the VIP (see vmbuilder.lv
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Mapping
 
 from vmbuilder import topology
 from vmbuilder.check import Check, GuestShell as Guests, first_line
@@ -21,7 +22,7 @@ def facts(cluster: Cluster, by_name) -> dict:
 PERSISTENCE_REQUESTS = 6
 
 
-def checks(cluster: Cluster, g: Guests) -> list[Check]:
+def checks(cluster: Cluster, g: Guests, secrets: Mapping[str, str]) -> list[Check]:
     lvs = topology.lvs(cluster)
     if lvs is None:
         return []

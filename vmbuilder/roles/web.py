@@ -2,14 +2,37 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from typing import Mapping
 
 from vmbuilder.check import Check, GuestShell as Guests, first_line
+from vmbuilder import moodlesite
 from vmbuilder.model import Cluster
 
 RANK = 3
 
 
-def checks(cluster: Cluster, g: Guests) -> list[Check]:
+@dataclass(frozen=True)
+class Code:
+    """An application's code the role's VMs install from a read-only volume vmbuild makes
+    of its tarball: the tarball is fetched and checked on the machine that runs vmbuild, so
+    the guests need no internet, and it travels over the libvirt connection like an image."""
+    name: str
+    source: str       # an http(s) URL or a path on the machine that runs vmbuild
+    sha256: str
+    label: str = "VMBCODE"   # the ISO's volume label: the guest mounts it by that
+
+
+def code(cluster: Cluster) -> Code | None:
+    """Moodle's tarball (settings.moodle.source), or None for `source: none`."""
+    moodle = cluster.settings.get("moodle") or {}
+    source = str(moodle.get("source") or "none")
+    if source == "none" or not moodle.get("sha256"):
+        return None
+    return Code("moodle", source, moodle["sha256"])
+
+
+def checks(cluster: Cluster, g: Guests, secrets: Mapping[str, str]) -> list[Check]:
     webs = [vm.name for vm in cluster.vms if vm.role == "web"]
     out = []
     for vm in webs:
@@ -38,4 +61,4 @@ def checks(cluster: Cluster, g: Guests) -> list[Check]:
                              and res.strip() == marker, "same content" if code == 0 and c == 0
                              else first_line(err if code else rerr) or "missing"))
         g.sh(writer, as_web + f"'rm -f /var/moodledata/{marker}'")
-    return out
+    return out + moodlesite.checks(cluster, g, secrets.get("moodle_admin_password"))

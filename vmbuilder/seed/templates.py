@@ -114,6 +114,7 @@ def _context(cluster: Cluster, vm: VM, secrets: Mapping[str, Any], facts: Cluste
                        index=index),
             "peers": hosts_block, "roles": facts.by_role, "secrets": dict(secrets),
             "topology": facts.topology,
+            "code": _code(cluster, vm),
             "time": _time_context(cluster, vm),
             # NAS pools this VM serves to the hypervisors (storage.<pool>.served_by)
             "serves_pools": [{"name": p.name, "export": p.export} for p in cluster.pools.values()
@@ -126,6 +127,12 @@ def _context(cluster: Cluster, vm: VM, secrets: Mapping[str, Any], facts: Cluste
                        "moodledata_clients": list(access.moodledata_clients(cluster)),
                        "pool_clients": {p.name: list(p.clients) for p in cluster.pools.values()}},
             "firewall": firewall.ruleset(access.openings(cluster, vm)) if cluster.settings.get("firewall", True) else None}
+
+
+def _code(cluster: Cluster, vm: VM) -> dict | None:
+    """The code volume the VM gets (its identity is in the seed: new code, new seed)."""
+    code = roles.code_for(cluster, vm.role)
+    return None if code is None else {"name": code.name, "sha256": code.sha256, "label": code.label}
 
 
 def _time_context(cluster: Cluster, vm: VM) -> dict:

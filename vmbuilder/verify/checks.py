@@ -3,6 +3,7 @@ A check never raises for a guest's failure: it is a failed Check row."""
 from __future__ import annotations
 
 import json
+from typing import Mapping
 
 from vmbuilder import roles
 from vmbuilder.model import Cluster
@@ -32,5 +33,5 @@ def every_vm(cluster: Cluster, g: Guests) -> list[Check]:
     return out
 
 
-def run_all(cluster: Cluster, g: Guests) -> list[Check]:
-    return every_vm(cluster, g) + roles.checks(cluster, g)
+def run_all(cluster: Cluster, g: Guests, secrets: Mapping[str, str]) -> list[Check]:
+    return every_vm(cluster, g) + roles.checks(cluster, g, secrets)

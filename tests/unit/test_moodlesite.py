@@ -1,0 +1,54 @@
+"""How `verify` reads Moodle and LVS answers: the client's web server from the director's
+connection table, cron's age from the task log. The guests are replaced by recorded
+answers in the exact form the tools print; the e2e test runs the same code on real guests."""
+from tests.conftest import MOODLE
+from vmbuilder import moodlesite, topology
+from vmbuilder.config import load_cluster
+from vmbuilder.lvs import Probe
+
+IPVSADM_LNC = """\
+IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 01:58  FIN_WAIT    10.20.0.250:41234  10.20.0.10:80      10.20.0.22:80
+TCP 29:57  NONE        10.20.0.250:0      10.20.0.10:80      10.20.0.22:80
+TCP 00:51  TIME_WAIT   10.20.0.249:51000  10.20.0.10:80      10.20.0.21:80
+"""
+
+
+class Recorded:
+    """A guest shell that answers from a table: (vm, words in the script) -> answer."""
+
+    def __init__(self, answers):
+        self.answers, self.asked = answers, []
+
+    def sh(self, vm, script, timeout=60.0):
+        self.asked.append((vm, script))
+        for (who, words), answer in self.answers.items():
+            if who == vm and words in script:
+                return answer
+        return 1, "", "not recorded"
+
+
+def test_the_clients_web_server_is_read_from_the_vip_holders_connection_table(write):
+    cluster = load_cluster(MOODLE)
+    lvs = topology.lvs(cluster)
+    g = Recorded({("lb1", "ip -4 -o addr show"): (0, "2: eth0    inet 10.20.0.10/32 scope global eth0\n", ""),
+                  ("lb2", "ip -4 -o addr show"): (0, "", ""),
+                  ("lb1", "ipvsadm -Lnc"): (0, IPVSADM_LNC, "")})
+    site = moodlesite.site(load_cluster(write(MOODLE.read_text().replace("source: none", "source: /bin/true"))))
+    browser = moodlesite.Browser(g, Probe(lvs, lvs.directors[1]), site)
+    assert browser.server() == "web2"          # 10.20.0.22, the probe address's entries
+    assert site.host == "moodle.moodle.internal" and site.fullname == "Moodle LMS"
+    assert moodlesite.site(cluster) is None    # source: none: no Moodle to check
+
+
+def test_cron_is_fresh_only_with_a_recent_task_and_every_timer_running():
+    def g(age, timers):
+        return Recorded({("web1", "mdl_task_log"): (0, f"{age}\n", ""),
+                         ("web1", "is-active"): (0, "active\n" if "web1" in timers else "inactive\n", ""),
+                         ("web2", "is-active"): (0, "active\n" if "web2" in timers else "inactive\n", "")})
+    assert moodlesite._cron(g(42, {"web1", "web2"}), ["web1", "web2"]).ok
+    stale = moodlesite._cron(g(900, {"web1", "web2"}), ["web1", "web2"])
+    assert not stale.ok and "900s ago" in stale.detail
+    assert not moodlesite._cron(g(-1, {"web1", "web2"}), ["web1", "web2"]).ok       # no task ever
+    assert not moodlesite._cron(g(42, {"web1"}), ["web1", "web2"]).ok                # web2's timer is off
