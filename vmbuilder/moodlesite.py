@@ -87,16 +87,20 @@ class Browser:
         return out.strip() if code == 0 else ""
 
     def server(self) -> str:
-        """The web server LVS sends this client to (its persistence entry on the VIP holder)."""
+        """The web server LVS sends this client to: its persistence template on the VIP holder
+        (source port 0), else its connection with the most time left."""
         held, _ = holder(self.g, self.probe.lvs)
+        lvs = self.probe.lvs
         for d in held:
             code, out, _ = self.g.sh(d.vm, "ipvsadm -Lnc", timeout=20)
-            for line in out.splitlines() if code == 0 else []:
-                parts = line.split()
-                if len(parts) >= 6 and parts[3].startswith(self.probe.lvs.probe_ips[0] + ":") \
-                        and parts[4].startswith(self.probe.lvs.vip + ":"):
-                    ip = parts[5].rsplit(":", 1)[0]
-                    return next((m.vm for m in self.probe.lvs.real_servers if m.ip == ip), ip)
+            mine = [p for p in (l.split() for l in (out.splitlines() if code == 0 else []))
+                    if len(p) >= 6 and p[3].rsplit(":", 1)[0] == lvs.probe_ips[0] and p[4].startswith(lvs.vip + ":")]
+            if not mine:
+                continue
+            templates = [p for p in mine if p[3].endswith(":0")]
+            best = templates[0] if templates else max(mine, key=lambda p: _seconds(p[1]))
+            ip = best[5].rsplit(":", 1)[0]
+            return next((m.vm for m in lvs.real_servers if m.ip == ip), ip)
         return ""
 
 
@@ -220,7 +224,8 @@ def _upload(g: Guests, s: Site, webs: list[str], cookie: str, page: str) -> Chec
 
 def _cron(g: Guests, webs: list[str]) -> Check:
     code, out, err = g.sh(webs[0], DB + shlex.quote(
-        "SELECT COALESCE(UNIX_TIMESTAMP() - MAX(timestart), -1) FROM mdl_task_log"))
+        # timestart is a decimal: whole seconds are enough
+        "SELECT COALESCE(FLOOR(UNIX_TIMESTAMP() - MAX(timestart)), -1) FROM mdl_task_log"))
     age = int(out.strip()) if code == 0 and out.strip().lstrip("-").isdigit() else None
     timers = [w for w in webs if g.sh(w, "systemctl is-active vmbuild-moodle-cron.timer")[1].strip() == "active"]
     ok = age is not None and 0 <= age <= 300 and len(timers) == len(webs)
@@ -228,6 +233,11 @@ def _cron(g: Guests, webs: list[str]) -> Check:
                  (f"last task started {age}s ago" if age is not None and age >= 0 else
                   "no task in the log" if age is not None else first_line(err) or f"exit {code}")
                  + f"; its timer runs on {', '.join(timers) or 'no web server'}")
+
+
+def _seconds(expire: str) -> int:
+    minutes, _, seconds = expire.partition(":")
+    return int(minutes) * 60 + int(seconds) if minutes.isdigit() and seconds.isdigit() else 0
 
 
 def _text(html: str) -> str:

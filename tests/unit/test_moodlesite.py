@@ -52,3 +52,15 @@ def test_cron_is_fresh_only_with_a_recent_task_and_every_timer_running():
     assert not stale.ok and "900s ago" in stale.detail
     assert not moodlesite._cron(g(-1, {"web1", "web2"}), ["web1", "web2"]).ok       # no task ever
     assert not moodlesite._cron(g(42, {"web1"}), ["web1", "web2"]).ok                # web2's timer is off
+
+
+def test_after_a_drain_the_new_template_wins_over_old_connections(write):
+    cluster = load_cluster(write(MOODLE.read_text().replace("source: none", "source: /bin/true")))
+    lvs = topology.lvs(cluster)
+    table = ("IPVS connection entries\npro expire state       source             virtual            destination\n"
+             "TCP 01:40  TIME_WAIT   10.20.0.250:41234  10.20.0.10:80      10.20.0.22:80\n"
+             "TCP 29:59  NONE        10.20.0.250:0      10.20.0.10:80      10.20.0.21:80\n")
+    g = Recorded({("lb1", "ip -4 -o addr show"): (0, "2: eth0    inet 10.20.0.10/32\n", ""),
+                  ("lb2", "ip -4 -o addr show"): (0, "", ""),
+                  ("lb1", "ipvsadm -Lnc"): (0, table, "")})
+    assert moodlesite.Browser(g, Probe(lvs, lvs.directors[1]), moodlesite.site(cluster)).server() == "web1"

@@ -72,8 +72,12 @@ def create_exclusive(hv: Hypervisor, uuid: str, usage: str, description: str, va
 
 def by_usage(hv: Hypervisor, usage: str) -> tuple[str, bytes | None] | None:
     """(uuid, value) of the secret with USAGE, or None."""
-    secret = hv._lookup(lambda u: hv.conn.secretLookupByUsage(libvirt.VIR_SECRET_USAGE_TYPE_CEPH, u), usage,
-                        libvirt.VIR_ERR_NO_SECRET)
+    try:
+        secret = hv.conn.secretLookupByUsage(libvirt.VIR_SECRET_USAGE_TYPE_CEPH, usage)
+    except libvirt.libvirtError as e:
+        if e.get_error_code() in (libvirt.VIR_ERR_NO_SECRET, libvirt.VIR_ERR_NO_SUPPORT):
+            return None
+        raise HostError(hv.host, "looking up secret", usage, e.get_error_message() or str(e)) from e
     if secret is None:
         return None
     uuid = secret.UUIDString()
