@@ -102,6 +102,8 @@ def build(recipe: Recipe, progress: Callable[[str], None] = lambda s: None, forc
         _fixups(root)
         if recipe.disabled:
             _run(["systemctl", f"--root={root}", "disable", *recipe.disabled], "disabling services", log)
+        if recipe.masked:
+            _run(["systemctl", f"--root={root}", "mask", *recipe.masked], "masking services", log)
         kernels = sorted((root / "boot").glob("vmlinuz-*"))
         initrds = sorted((root / "boot").glob("initrd.img-*"))
         if not kernels or not initrds:

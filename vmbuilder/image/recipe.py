@@ -26,11 +26,15 @@ class Recipe:
     # installed but not started at boot: a role's seed enables what that role runs, so a web
     # server does not also start MariaDB (which, under emulation, costs the boot a minute)
     disabled: tuple[str, ...] = ()
+    # never started at all: boot-time chores a guest of a cluster has no use for, which under
+    # emulation cost every boot seconds of CPU that the guests booting beside it need
+    masked: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
         parts = [BUILDER_VERSION, self.suite, self.size, self.cmdline, sorted(self.packages)]
-        blob = json.dumps(parts + ([sorted(self.disabled)] if self.disabled else []))
+        blob = json.dumps(parts + ([sorted(self.disabled)] if self.disabled else [])
+                          + ([sorted(self.masked)] if self.masked else []))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -53,4 +57,6 @@ def load_recipe(name: str, folder: Path | None = None, _seen: tuple = ()) -> Rec
     return Recipe(name=name, suite=data.get("suite", base.suite if base else "bookworm"), size=size,
                   cmdline=data.get("cmdline", base.cmdline if base else "root=/dev/vda rw console=ttyS0"),
                   packages=packages, description=data.get("description", ""),
-                  disabled=tuple(data.get("disabled_services", base.disabled if base else ())))
+                  disabled=tuple(data.get("disabled_services", base.disabled if base else ())),
+                  masked=tuple(base.masked if base else ()) + tuple(u for u in data.get("masked_services", ())
+                                                                    if not base or u not in base.masked))
