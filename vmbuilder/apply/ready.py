@@ -20,8 +20,9 @@ from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.hypervisor.domains import DomainState
 from vmbuilder.model import Accel
 
-# how long one guest may take from start to cloud-init done; TCG is 5-20x slower than KVM
-TIMEOUTS = MappingProxyType({Accel.KVM: 300.0, Accel.TCG: 1200.0})
+# how long one guest may take from start to cloud-init done; TCG is 5-20x slower than KVM, and a
+# web server installing Moodle spends most of 22 minutes on it under TCG
+TIMEOUTS = MappingProxyType({Accel.KVM: 600.0, Accel.TCG: 2400.0})
 AGENT_GRACE = 180.0   # seconds the agent may stay silent after cloud-init finished
 FINISHED_ON_SERIAL = re.compile(r"Cloud-init v\. \S+ finished at")
 

@@ -25,7 +25,7 @@ Examples:
               help="Override the file's accel (auto probes KVM and falls back to TCG).")
 @click.option("--no-wait", is_flag=True, help="Do not wait for cloud-init to finish in the guests.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=None,
-              help="Seconds each guest may take to finish cloud-init (default 300 with KVM, 1200 with TCG).")
+              help="Seconds each guest may take to finish cloud-init (default 600 with KVM, 2400 with TCG).")
 @click.option("--continue-on-host-error", is_flag=True,
               help="Go on with the hosts that pass the checks when others do not.")
 @json_option
