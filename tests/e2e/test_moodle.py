@@ -119,6 +119,10 @@ class Client:
         self.proc = subprocess.Popen(["ip", "netns", "exec", self.netns, "sh", "-c", script],
                                      stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
 
+    def last(self) -> str:
+        seen = self.log.read_text().split()
+        return seen[-1] if seen else ""
+
     def stop(self) -> list[str]:
         import os
         import signal
@@ -151,6 +155,10 @@ def test_rolling_update_to_new_code_upgrades_moodle_and_fails_no_request(lab, tm
     try:
         time.sleep(5)
         code, out = run("update", lab.path, "--lab", "--role", "web", "--json")
+        for _ in range(60):   # the client's next request after maintenance mode went off
+            if client.last() == "moodle":
+                break
+            time.sleep(2)
     finally:
         lines = client.stop()
     assert code == 0, out

@@ -7,11 +7,12 @@ Moodle's maintenance mode brackets the whole update when Moodle's code is instal
 """
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import replace
 from typing import Callable
 
-from vmbuilder import topology
+from vmbuilder import moodlesite, topology
 from vmbuilder.apply.context import Progress as Say, Run
 from vmbuilder.apply.lock import cluster_lock
 from vmbuilder.apply.up import rebuild_locked
@@ -51,8 +52,21 @@ def moodle_cli(g: Guests, vm: str, script: str) -> None:
         raise OperationError(f"{vm}: php {MOODLE_CLI}/{script} exited {code}: {(err or out).strip()[:300]}")
 
 
-def rolling_update(g: Guests, lvs: Lvs | None, webs: list[str], rebuild: Callable[[str], None], say: Say) -> dict:
-    """Update WEBS one by one; REBUILD(vm) recreates one VM and returns when it is ready."""
+def wait_out_of_maintenance(g: Guests, webs: list[str], host: str, timeout: float = 240.0) -> None:
+    """Until every web server serves Moodle's login page again. Maintenance mode is a file in
+    the NFS dataroot: a web server's NFS client may see it for up to a minute (attribute
+    cache) after it is gone, and `update` is not done while clients still meet it."""
+    for vm in webs:
+        page = (f"curl -s -o /dev/null --max-time 60 -w '%{{http_code}}' -H {shlex.quote('Host: ' + host)} "
+                "http://127.0.0.1/login/index.php")
+        wait_for(f"{vm}: Moodle out of maintenance mode", lambda: g.sh(vm, page, timeout=90)[1].strip() == "200",
+                 timeout, every=3.0)
+
+
+def rolling_update(g: Guests, lvs: Lvs | None, webs: list[str], rebuild: Callable[[str], None], say: Say,
+                   site_host: str | None = None) -> dict:
+    """Update WEBS one by one; REBUILD(vm) recreates one VM and returns when it is ready.
+    SITE_HOST: the name Moodle answers by (its wwwroot's), to see it out of maintenance."""
     members = {m.vm: m for m in (lvs.real_servers if lvs else ())}
     moodle = moodle_installed(g, webs[0])
     say(webs[0], "moodle", "maintenance mode on" if moodle else "Moodle's code is not installed: no maintenance mode")
@@ -78,6 +92,8 @@ def rolling_update(g: Guests, lvs: Lvs | None, webs: list[str], rebuild: Callabl
     if moodle:
         moodle_cli(g, webs[0], "upgrade.php --non-interactive")
         moodle_cli(g, webs[0], "maintenance.php --disable")
+        if site_host:
+            wait_out_of_maintenance(g, webs, site_host)
         say(webs[0], "moodle", "upgraded; maintenance mode off")
     return timings
 
@@ -107,5 +123,6 @@ def update(run: Run, role: str) -> tuple[dict, list[dict]]:
 
     with cluster_lock(cluster, "update", run.targets):
         with Guests(cluster, {h: t.uri for h, t in run.targets.items()}) as g:
-            timings = rolling_update(g, topology.lvs(cluster), vms, rebuild, say)
+            site = moodlesite.site(cluster)
+            timings = rolling_update(g, topology.lvs(cluster), vms, rebuild, say, site.host if site else None)
     return timings, steps
