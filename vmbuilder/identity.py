@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 # A fixed namespace so vmbuild's UUIDs never collide with another tool's uuid5 space.
@@ -30,3 +31,12 @@ def spec_hash(value: Any) -> str:
     """A stable digest of any JSON-able description of an object."""
     blob = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def file_sha256(path: str | Path) -> str:
+    """A file's content identity (a tarball's, a download's), read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

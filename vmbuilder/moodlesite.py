@@ -63,9 +63,7 @@ class Browser:
         """(HTTP status, body) of GET PATH through the VIP, redirects followed."""
         script = (f"{self._curl()} -L --max-redirs 5 -o {JAR}/page -w '%{{http_code}}' "
                   f"{shlex.quote(self.site.wwwroot + path)}; echo; cat {JAR}/page")
-        code, out, err = self.g.sh(self.vm, script, timeout=180)
-        status, _, body = out.partition("\n")
-        return (int(status) if code == 0 and status.isdigit() else 0), body if code == 0 else err
+        return _answer(*self.g.sh(self.vm, script, timeout=180))
 
     def login(self, password: str) -> tuple[int, str]:
         """The login form as a person fills it: its logintoken, then a POST; the dashboard after."""
@@ -78,9 +76,7 @@ class Browser:
                   f"--data-urlencode username={ADMIN} --data-urlencode password@{JAR}/pw "
                   f"--data-urlencode logintoken={shlex.quote(token.group(1))} "
                   f"{shlex.quote(self.site.wwwroot + '/login/index.php')}; rm -f {JAR}/pw; echo; cat {JAR}/page")
-        code, out, err = self.g.sh(self.vm, script, timeout=180)
-        status, _, body = out.partition("\n")
-        return (int(status) if code == 0 and status.isdigit() else 0), body if code == 0 else err
+        return _answer(*self.g.sh(self.vm, script, timeout=180))
 
     def cookie(self) -> str:
         code, out, _ = self.g.sh(self.vm, f"awk '$6 == \"MoodleSession\" {{print $7}}' {JAR}/jar")
@@ -106,10 +102,14 @@ class Browser:
 
 def _direct(g: Guests, web: str, s: Site, path: str, cookie: str, extra: str = "") -> tuple[int, str]:
     """GET (or, with EXTRA curl arguments, POST) PATH on web server WEB itself, by the site's name."""
-    code, out, err = g.sh(web, f"curl -sS --max-time 120 -o /run/vmbuild-page -w '%{{http_code}}' "
+    return _answer(*g.sh(web, f"curl -sS --max-time 120 -o /run/vmbuild-page -w '%{{http_code}}' "
                                f"-H {shlex.quote('Host: ' + s.host)} -b MoodleSession={shlex.quote(cookie)} {extra} "
                                f"{shlex.quote('http://127.0.0.1' + path)}; echo; cat /run/vmbuild-page; "
-                               f"rm -f /run/vmbuild-page", timeout=180)
+                               f"rm -f /run/vmbuild-page", timeout=180))
+
+
+def _answer(code: int, out: str, err: str) -> tuple[int, str]:
+    """(HTTP status, body) from a script that prints curl's status line, then the page."""
     status, _, body = out.partition("\n")
     return (int(status) if code == 0 and status.isdigit() else 0), body if code == 0 else err
 

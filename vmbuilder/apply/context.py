@@ -54,6 +54,8 @@ class Run:
     options: Options = Options()
     after_networks: Callable[[str], None] | None = None   # called with a host once its networks run
     _pool_locks: dict[str, threading.Lock] = field(default_factory=dict, init=False, repr=False)
+    # the lab's switch (its bridges joined across lab hosts) is changed by one worker at a time
+    switch_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _registry: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def each_host(self, work: Callable[["HostRun"], T], hosts: Iterable[str] | None = None) -> dict[str, T | Exception]:
@@ -116,6 +118,6 @@ def open_run(cluster: Cluster, lab: bool, report: Report | None = None, options:
     if lab:
         from vmbuilder.lab import hosts as labhosts, lan
 
-        switch = threading.Lock()   # the lab's switch is changed by one host's worker at a time
-        run.after_networks = lambda host: lan.join(cluster, host, labhosts.lab_host(cluster.name, host).netns, switch)
+        run.after_networks = lambda host: lan.join(cluster, host, labhosts.lab_host(cluster.name, host).netns,
+                                                   run.switch_lock)
     return run

@@ -7,6 +7,7 @@ import os
 import re
 from typing import Any
 
+from vmbuilder import identity
 from vmbuilder.config import grammar
 from vmbuilder.config.checks import Checker
 from vmbuilder.config.yamlsrc import Source
@@ -64,19 +65,14 @@ def _moodle(ck: Checker, src: Source, raw: Any) -> dict:
 
 
 def _file_sha256(path: str) -> str | OSError:
-    import hashlib
     import stat
 
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):   # a FIFO or a device would block or never end
             return OSError(f"{path} is not a regular file")
-        with open(path, "rb") as f:
-            digest = hashlib.sha256()
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
+        return identity.file_sha256(path)
     except OSError as e:
         return OSError(f"{path}: {e.strerror or e}")
-    return digest.hexdigest()
 
 
 def check(ck: Checker, src: Source, raw: Any, vms: list[VM], networks: dict[str, Network],

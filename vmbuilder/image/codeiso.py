@@ -3,7 +3,6 @@ tarball's sha256: fetched and checked on the machine that runs vmbuild, uploaded
 pool like a base image, mounted by the guests that install it."""
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -12,16 +11,9 @@ from typing import Callable
 import pycdlib
 
 from vmbuilder import paths
+from vmbuilder.identity import file_sha256
 from vmbuilder.errors import OperationError
 from vmbuilder.image.download import fetch
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def code_iso(name: str, source: str, sha256: str, label: str,
@@ -36,7 +28,7 @@ def code_iso(name: str, source: str, sha256: str, label: str,
         tarball = Path(source)
         say(f"checking {tarball}")
         try:
-            got = _sha256(tarball)
+            got = file_sha256(tarball)
         except OSError as e:
             raise OperationError(f"{name}: cannot read {tarball}: {e.strerror or e}") from None
         if got != sha256:
