@@ -2,6 +2,8 @@
 import os
 import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import libvirt
 import pytest
@@ -64,3 +66,57 @@ def test_two_lab_hosts_start_and_stop_cleanly(write, tmp_path, monkeypatch):
         assert lab.netns not in netns()
     for pid in pids:
         assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def _start_network(lab, bridge):
+    conn = libvirt.open(lab.uri)
+    try:
+        net = conn.networkDefineXML(f"<network><name>same</name><bridge name='{bridge}'/></network>")
+        net.create()
+        return net.isActive()
+    finally:
+        conn.close()
+
+
+def test_one_cluster_in_two_state_folders_runs_side_by_side(write, tmp_path, monkeypatch):
+    """Namespaces are machine-wide, lab state is per folder: a lab of a cluster name must not
+    step into another folder's lab of the same name (a test run beside an admin's lab), nor
+    into a namespace its own crashed run left holding the old bridges."""
+    path = write(TWO_HOSTS)
+    short = Path(tempfile.mkdtemp(prefix="vmbl"))   # pytest's tmp_path is too long for a socket path
+    states = [short / "a", short / "b"]
+    labs = []
+    try:
+        for state in states:
+            monkeypatch.setenv("VMBUILD_STATE", str(state))
+            lab = hosts.lab_host("labt", "hv1")
+            if state == states[1]:
+                # what a crashed run leaves: its namespace with the bridge still in it
+                subprocess.run(["ip", "netns", "add", lab.netns], check=True)
+                subprocess.run(["ip", "-n", lab.netns, "link", "add", "vbsame0", "type", "bridge"], check=True)
+            r = CliRunner().invoke(cli, ["lab", "start", str(path)])
+            assert r.exit_code == 0, r.output
+            labs.append((state, lab))
+        assert labs[0][1].netns != labs[1][1].netns
+        for _, lab in labs:
+            assert _start_network(lab, "vbsame0")
+    finally:
+        for state in states:
+            monkeypatch.setenv("VMBUILD_STATE", str(state))
+            CliRunner().invoke(cli, ["lab", "stop", str(path)])
+            subprocess.run(["ip", "netns", "del", hosts.lab_host("labt", "hv1").netns], capture_output=True)
+        shutil.rmtree(short, ignore_errors=True)
+    for _, lab in labs:
+        assert lab.netns not in netns()
+
+
+def test_a_state_folder_too_long_for_the_socket_is_one_clear_error(write, tmp_path, monkeypatch):
+    monkeypatch.setenv("VMBUILD_STATE", str(tmp_path / ("x" * 80)))
+    path = write(TWO_HOSTS)
+    try:
+        r = CliRunner().invoke(cli, ["lab", "start", str(path)])
+    finally:
+        CliRunner().invoke(cli, ["lab", "stop", str(path)])
+    assert r.exit_code != 0
+    assert "longer than a unix socket path may be" in r.output and "VMBUILD_STATE" in r.output
+    assert len(r.output.strip().splitlines()) == 1, r.output

@@ -22,6 +22,7 @@ from pathlib import Path
 from vmbuilder import paths
 from vmbuilder.errors import OperationError
 
+SUN_PATH_MAX = 107   # sockaddr_un.sun_path is 108 bytes with its closing NUL
 BINDS = ("etc/libvirt", "var/lib/libvirt", "run/libvirt", "var/log/libvirt", "var/cache/libvirt")
 
 
@@ -33,8 +34,7 @@ class LabHost:
 
     @property
     def netns(self) -> str:
-        # netns names become file names under /run/netns; keep them short and unique
-        return "vmb-" + hashlib.sha256(f"{self.cluster}/{self.host}".encode()).hexdigest()[:8]
+        return namespace_name(self.folder)
 
     @property
     def socket(self) -> Path:
@@ -50,6 +50,17 @@ class LabHost:
 
 def lab_root(cluster: str) -> Path:
     return paths.state_dir() / "labs" / cluster
+
+
+def namespace_name(folder: Path, suffix: str = "") -> str:
+    """The network namespace of the lab thing kept in FOLDER.
+
+    Namespaces are machine-wide while lab state is per state folder: two labs of one cluster
+    name (a test run next to an admin's lab, two CI jobs) must not share a namespace, where
+    one libvirtd's bridges would block the other's. So the name comes from the folder's path.
+    It becomes a file name under /run/netns: short, and within IFNAMSIZ-like limits.
+    """
+    return "vmb-" + hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:8] + suffix
 
 
 def lab_host(cluster: str, host: str) -> LabHost:
@@ -96,6 +107,23 @@ def _run_qemu_as_root(conf: Path) -> None:
         conf.write_text(text.rstrip("\n") + "\n\n" + QEMU_AS_ROOT)
 
 
+def _namespaces() -> list[str]:
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+
+
+def _fresh_namespace(lab: LabHost) -> None:
+    """A namespace of this lab host left by a run that died holds its old bridges, which a new
+    libvirtd cannot re-create: replace it, unless something still runs inside it."""
+    if lab.netns in _namespaces():
+        pids = subprocess.run(["ip", "netns", "pids", lab.netns], capture_output=True, text=True).stdout.split()
+        if pids:
+            raise OperationError(f"lab host {lab.host}: network namespace {lab.netns} is still used by "
+                                 f"PIDs {' '.join(pids[:5])} though its libvirtd is not running; "
+                                 f"stop them or run `vmbuild lab stop` first")
+        _sh(["ip", "netns", "del", lab.netns], f"deleting stale network namespace {lab.netns}")
+    _sh(["ip", "netns", "add", lab.netns], f"creating network namespace {lab.netns}")
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -124,10 +152,11 @@ def start(lab: LabHost, timeout: float = 30.0, shared: dict[str, Path] | None = 
         return lab
     if os.geteuid() != 0:
         raise OperationError("lab hosts need root (network and mount namespaces, libvirtd as root)")
+    if len(str(lab.socket).encode()) > SUN_PATH_MAX:
+        raise OperationError(f"lab host {lab.host}: its libvirt socket {lab.socket} is longer than a unix "
+                             f"socket path may be ({SUN_PATH_MAX} bytes); set VMBUILD_STATE to a shorter folder")
     _prepare(lab)
-    existing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
-    if lab.netns not in existing:
-        _sh(["ip", "netns", "add", lab.netns], f"creating network namespace {lab.netns}")
+    _fresh_namespace(lab)
     _sh(["ip", "-n", lab.netns, "link", "set", "lo", "up"], "bringing up loopback")
     binds = [(str(lab.folder / rel), f"/{rel}") for rel in BINDS]
     for inside, folder in sorted((shared or {}).items()):
@@ -187,6 +216,5 @@ def stop(lab: LabHost) -> None:
         if pid:
             _stop_pid(pid, 10.0)
         lab.pidfile(daemon).unlink(missing_ok=True)
-    existing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
-    if lab.netns in existing:
+    if lab.netns in _namespaces():
         _sh(["ip", "netns", "del", lab.netns], f"deleting network namespace {lab.netns}")

@@ -13,11 +13,12 @@ import subprocess
 import threading
 
 from vmbuilder.errors import OperationError
+from vmbuilder.lab import hosts
 from vmbuilder.model import Cluster
 
 
 def switch_netns(cluster: str) -> str:
-    return "vmb-" + hashlib.sha256(f"{cluster}/switch".encode()).hexdigest()[:8] + "-sw"
+    return hosts.namespace_name(hosts.lab_root(cluster), "-sw")
 
 
 def _h(*parts: str) -> str:
