@@ -83,7 +83,10 @@ class LabCluster:
         from vmbuilder.hypervisor.connection import Hypervisor
 
         with Hypervisor(self.where[vm], self.hosts[self.where[vm]].uri) as hv:
-            return hv.guest_exec(hv.domain(vm), argv, timeout)
+            name = hv.domain(vm)
+            # a test after a failed `up` should say so, not fail deep inside libvirt
+            assert name is not None, f"{vm} is not defined on {self.where[vm]} (did `up` fail above?)"
+            return hv.guest_exec(name, argv, timeout)
 
     def sh(self, vm: str, script: str):
         return self.exec(vm, ["/bin/sh", "-c", script])

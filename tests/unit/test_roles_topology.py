@@ -2,6 +2,7 @@
 the `lab:` shrink, settings validation, and the parsers verify and update rely on."""
 import hashlib
 import re
+import shutil
 
 import pytest
 import yaml
@@ -146,7 +147,7 @@ def test_moodle_source_and_site(write, tmp_path):
     files, _ = seed(local, "web2")
     assert "tar -xzf /run/vmbuild-code/moodle.tgz" in files["/usr/local/sbin/vmbuild-moodle-code"]
     assert "install_database.php" in files["/usr/local/sbin/vmbuild-moodle-install"]
-    assert "OnCalendar=minutely" in files["/etc/systemd/system/vmbuild-moodle-cron.timer"]
+    assert "OnCalendar=*:" in files["/etc/systemd/system/vmbuild-moodle-cron.timer"]
     # the code is a read-only CD-ROM of the web VMs only, on their boot disk's pool
     want = desired_host(local, "hv1", Accel.TCG)
     code_disks = {d.vm.name: [s.get("file") for s in d.domain.iter("source") if "code-" in (s.get("file") or "")]
@@ -221,3 +222,56 @@ def test_lab_rehearses_the_real_placement(write):
     assert {v.name: v.host for v in real.vms} == {"a": "hv1", "b": "hv2", "c": "hv2"}
     assert {v.name: v.host for v in lab.vms} == {v.name: v.host for v in real.vms}
     assert lab.vm("a").memory == 256 << 20 and real.vm("a").memory == 5 << 30
+
+
+@pytest.mark.skipif(not shutil.which("nc"), reason="needs netcat-openbsd (.ci/setup installs it)")
+@pytest.mark.parametrize("served, drained, expected", [(200, False, 3), (200, True, 2), (503, False, 1),
+                                                        (None, False, 1)])
+def test_director_health_check_script(tmp_path, served, drained, expected):
+    """The directors' MISC_CHECK, run for real against a web server on loopback: healthy at
+    weight 1 (exit 3), drained at weight 0 (exit 2), failed (exit 1) on a 503 or no answer."""
+    import http.server
+    import socket
+    import subprocess
+    import threading
+
+    files, _ = seed(load_cluster(MOODLE), "lb1")
+    script = files["/usr/local/sbin/vmbuild-rs-check"]
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(served if self.path == "/health.php" else 404)
+            self.end_headers()
+            self.wfile.write(b"db ok\n")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health) if served else None
+    if server:
+        port = server.server_address[1]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    else:
+        with socket.socket() as s:      # a port nobody listens on
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    drain = tmp_path / "drain"
+    drain.mkdir()
+    if drained:
+        (drain / "127.0.0.1").touch()
+    assert ' 80 |' in script and "/etc/keepalived/drain/" in script
+    path = tmp_path / "check"
+    path.write_text(script.replace(" 80 |", f" {port} |").replace("/etc/keepalived/drain/", f"{drain}/"))
+    try:
+        r = subprocess.run(["sh", str(path), "127.0.0.1"], capture_output=True, text=True, timeout=20)
+    finally:
+        if server:
+            server.shutdown()
+    assert r.returncode == expected, (r.stdout, r.stderr)
+
+
+def test_cron_takes_turns_across_the_web_tier():
+    """One cron run a minute for the site: web1 on even minutes, web2 on odd ones."""
+    cluster = load_cluster(MOODLE)
+    timers = [seed(cluster, w)[0]["/etc/systemd/system/vmbuild-moodle-cron.timer"] for w in ("web1", "web2")]
+    assert [re.search(r"OnCalendar=(\S+)", t).group(1) for t in timers] == ["*:0/2", "*:1/2"]

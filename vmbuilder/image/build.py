@@ -62,6 +62,23 @@ FSTAB = "LABEL=root / ext4 defaults,discard 0 1\n"
 INTERFACES = "auto lo\niface lo inet loopback\n\nsource /etc/network/interfaces.d/*\n"
 
 
+# Only the cloud-init modules vmbuild's seeds use. Under emulation each module costs its
+# import and its run at every first boot (grub-dpkg alone about 1.2 s); packages are baked in,
+# so apt's modules have nothing to do. Cloud images vmbuild did not build keep their own lists.
+CLOUD_CFG = """\
+datasource_list: [NoCloud, None]
+cloud_init_modules: [seed_random, bootcmd, write-files, growpart, resizefs, set_hostname,
+                     update_hostname, update_etc_hosts, users-groups, ssh]
+cloud_config_modules: [set-passwords, timezone, runcmd]
+cloud_final_modules: [write-files-deferred, scripts-per-once, scripts-per-boot,
+                      scripts-per-instance, scripts-user, final-message, power-state-change]
+"""
+
+# The cluster's names are in /etc/hosts; multicast lookups only wait on peers whose firewall
+# (rightly) does not answer them. Baked in, resolved starts with it: no restart at first boot.
+RESOLVED = "[Resolve]\nLLMNR=no\nMulticastDNS=no\n"
+
+
 def _fixups(root: Path) -> None:
     (root / "etc/fstab").write_text(FSTAB)
     (root / "etc/network/interfaces").write_text(INTERFACES)
@@ -70,7 +87,12 @@ def _fixups(root: Path) -> None:
     (root / "etc/machine-id").write_text("")
     (root / "etc/hostname").write_text("localhost\n")
     cfg = root / "etc/cloud/cloud.cfg.d/90-vmbuild.cfg"
-    cfg.write_text("datasource_list: [NoCloud, None]\n")
+    cfg.write_text(CLOUD_CFG)
+    # the seed's `locale: C.UTF-8`, settled at build time instead of by a module at every first boot
+    (root / "etc/default/locale").write_text("LANG=C.UTF-8\n")
+    resolved = root / "etc/systemd/resolved.conf.d"
+    resolved.mkdir(parents=True, exist_ok=True)
+    (resolved / "90-vmbuild.conf").write_text(RESOLVED)
     for unit in ("qemu-guest-agent.service",):
         wants = root / "etc/systemd/system/multi-user.target.wants"
         wants.mkdir(parents=True, exist_ok=True)

@@ -120,6 +120,9 @@ def _context(cluster: Cluster, vm: VM, secrets: Mapping[str, Any], facts: Cluste
             "serves_pools": [{"name": p.name, "export": p.export} for p in cluster.pools.values()
                              if vm.name in p.served_by and p.export],
             "packages_baked": image.recipe is not None,
+            # built by vmbuild's image builder: its fix-ups (resolved's settings, cloud-init's
+            # module lists) are in place and the seed need not repeat them at boot
+            "vmbuild_image": image.recipe is not None,
             "networks": facts.networks,
             "ssh_authorized_keys": list(vm.ssh_authorized_keys),
             "access": {"db_clients": [access.sql_host(a) for a in access.db_clients(cluster)],
