@@ -52,15 +52,46 @@ def moodle_cli(g: Guests, vm: str, script: str) -> None:
         raise OperationError(f"{vm}: php {MOODLE_CLI}/{script} exited {code}: {(err or out).strip()[:300]}")
 
 
-def wait_out_of_maintenance(g: Guests, webs: list[str], host: str, timeout: float = 240.0) -> None:
+def wait_out_of_maintenance(g: Guests, webs: list[str], host: str, timeout: float = 600.0) -> None:
     """Until every web server serves Moodle's login page again. Maintenance mode is a file in
     the NFS dataroot: a web server's NFS client may see it for up to a minute (attribute
-    cache) after it is gone, and `update` is not done while clients still meet it."""
+    cache) after it is gone, and `update` is not done while clients still meet it. The first
+    page after an upgrade rebuilds the caches: minutes under emulation, so it is given them."""
     for vm in webs:
-        page = (f"curl -s -o /dev/null --max-time 60 -w '%{{http_code}}' -H {shlex.quote('Host: ' + host)} "
+        page = (f"curl -s -o /dev/null --max-time 300 -w '%{{http_code}}' -H {shlex.quote('Host: ' + host)} "
                 "http://127.0.0.1/login/index.php")
-        wait_for(f"{vm}: Moodle out of maintenance mode", lambda: g.sh(vm, page, timeout=90)[1].strip() == "200",
+        wait_for(f"{vm}: Moodle out of maintenance mode", lambda: g.sh(vm, page, timeout=330)[1].strip() == "200",
                  timeout, every=3.0)
+
+
+GATE = "/etc/apache2/vmbuild-gate"
+
+
+def set_gate(g: Guests, webs: list[str], closed: bool) -> None:
+    """Close (or open) the web servers' gate (cloudinit/web): while closed, clients get a
+    maintenance page from Apache at once and only the server itself reaches Moodle."""
+    change = (f"ln -sfn ../vmbuild-gate.conf {GATE}/gate.conf" if closed else f"rm -f {GATE}/gate.conf")
+    for vm in webs:
+        code, out, err = g.sh(vm, f"test -f /etc/apache2/vmbuild-gate.conf || exit 0; mkdir -p {GATE} && "
+                                  f"{change} && apachectl -t && systemctl reload apache2", timeout=120)
+        if code != 0:
+            raise OperationError(f"{vm}: {'closing' if closed else 'opening'} the web gate failed: "
+                                 f"{(err or out).strip()[:300]}")
+
+
+def leave_maintenance(g: Guests, webs: list[str], site_host: str | None) -> None:
+    """Maintenance mode off behind a closed gate: each server's caches are rebuilt by its own
+    first page, not by the clients' (whose retries would pile up cold pages), then the gate
+    opens on warm servers."""
+    if not site_host:
+        moodle_cli(g, webs[0], "maintenance.php --disable")
+        return
+    try:
+        set_gate(g, webs, closed=True)
+        moodle_cli(g, webs[0], "maintenance.php --disable")
+        wait_out_of_maintenance(g, webs, site_host)
+    finally:
+        set_gate(g, webs, closed=False)
 
 
 def rolling_update(g: Guests, lvs: Lvs | None, webs: list[str], rebuild: Callable[[str], None], say: Say,
@@ -91,10 +122,9 @@ def rolling_update(g: Guests, lvs: Lvs | None, webs: list[str], rebuild: Callabl
         timings[vm] = round(time.monotonic() - started, 1)
     if moodle:
         moodle_cli(g, webs[0], "upgrade.php --non-interactive")
-        moodle_cli(g, webs[0], "maintenance.php --disable")
-        if site_host:
-            wait_out_of_maintenance(g, webs, site_host)
-        say(webs[0], "moodle", "upgraded; maintenance mode off")
+        say(webs[0], "moodle", "upgraded; warming each web server's caches behind its gate")
+        leave_maintenance(g, webs, site_host)
+        say(webs[0], "moodle", "maintenance mode off")
     return timings
 
 

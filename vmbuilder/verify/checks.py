@@ -27,7 +27,10 @@ def every_vm(cluster: Cluster, g: Guests) -> list[Check]:
         out.append(Check(f"{vm.name}: time in sync (chrony)", code == 0 and field("Leap status") == "Normal",
                          f"leap status {field('Leap status')}, reference {field('Reference ID')}, "
                          f"offset {field('Last offset')}" if code == 0 else first_line(err) or f"exit {code}"))
-        code, res, err = g.sh(vm.name, "curl -fsS --max-time 5 http://127.0.0.1:9100/metrics | grep -c '^node_'")
+        # a director holding the VIP alone, under emulation, may take seconds to gather its
+        # metrics: that is slow, not down (one retry, 20 s each)
+        code, res, err = g.sh(vm.name, "curl -fsS --max-time 20 --retry 1 http://127.0.0.1:9100/metrics | grep -c '^node_'",
+                              timeout=90)
         out.append(Check(f"{vm.name}: node exporter answers on :9100", code == 0 and res.strip() not in ("", "0"),
                          f"{res.strip()} node_ metrics" if code == 0 else first_line(err) or f"exit {code}"))
     return out
