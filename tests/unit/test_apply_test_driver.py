@@ -472,3 +472,17 @@ def test_a_pool_or_network_that_fails_half_way_is_undefined_again(conn, cluster,
         hv.create_pool("local", xml)
         hv.create_network("lan", net)
         assert hv.pool("local") == "local" and hv.network("lan") == "lan"
+
+
+def test_the_live_picture_shows_each_vm_as_its_host_has_it(conn, cluster):
+    from vmbuilder.apply.view import live
+    from vmbuilder.diagram import dot
+
+    _build_like_up(cluster, conn)
+    conn.lookupByName(names.domain(cluster, cluster.vm("a2"))).destroy()
+    run = Run(cluster, {"hv1": Target("hv1", URI, None)})
+    seen, problems = live(run)
+    assert problems == []
+    assert dict(seen.states) == {"a1": "running", "a2": "shut off"}
+    assert seen.vip_holders is None            # no directors in this file
+    assert "[shut off]" in dot(cluster, seen)

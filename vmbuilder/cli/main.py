@@ -214,9 +214,9 @@ def lab_stop(file: str) -> None:
 
 
 def _register() -> None:
-    from vmbuilder.cli import converge, inspect, lifecycle, operate
+    from vmbuilder.cli import converge, inspect, lifecycle, operate, picture
 
-    for command in lifecycle.COMMANDS + converge.COMMANDS + inspect.COMMANDS + operate.COMMANDS:
+    for command in lifecycle.COMMANDS + converge.COMMANDS + inspect.COMMANDS + operate.COMMANDS + picture.COMMANDS:
         cli.add_command(command)
 
 
