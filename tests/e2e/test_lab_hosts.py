@@ -1,4 +1,5 @@
 """Lab hosts: a real libvirtd per host in its own namespaces, started and stopped by PID."""
+import json
 import os
 import shutil
 import subprocess
@@ -120,3 +121,51 @@ def test_a_state_folder_too_long_for_the_socket_is_one_clear_error(write, tmp_pa
     assert r.exit_code != 0
     assert "longer than a unix socket path may be" in r.output and "VMBUILD_STATE" in r.output
     assert len(r.output.strip().splitlines()) == 1, r.output
+
+
+NAS = """\
+name: nascheck
+accel: tcg
+hosts:
+  hv1: {{uri: "{uri}"}}
+networks: {{lan: {{mode: isolated, cidr: 10.79.0.0/24}}}}
+storage:
+  local: {{type: dir, path: /var/lib/libvirt/images/nascheck}}
+  nas: {{type: netfs, server: 127.0.0.1, export: /srv/nothing, path: /var/lib/libvirt/nas/nascheck, shared: true}}
+images: {{i: {{recipe: debian12}}}}
+defaults: {{disks: [{{name: root, pool: local, image: i, size: 2GiB}}], memory: 256MiB}}
+vms:
+  - {{name: a, host: hv1, disks: [{{name: root, pool: nas}}], nics: [{{network: lan, ip: 10.79.0.2}}]}}
+"""
+
+
+def test_a_nas_that_does_not_mount_stops_up_before_anything_is_made(write, monkeypatch):
+    """A real (not lab-adapted) file whose host is a lab libvirtd, with a netfs pool on an
+    address where no NFS server listens: `up` mounts it once in preflight, refuses with the
+    reason and the fix, and leaves the host as it was; `doctor` says the same."""
+    short = Path(tempfile.mkdtemp(prefix="vmbn"))
+    monkeypatch.setenv("VMBUILD_STATE", str(short / "state"))
+    lab_file = write(NAS.format(uri="qemu+ssh://root@hv1/system"), "lab.yaml")
+    r = CliRunner().invoke(cli, ["lab", "start", str(lab_file)])
+    try:
+        assert r.exit_code == 0, r.output
+        uri = hosts.lab_host("nascheck", "hv1").uri
+        path = write(NAS.format(uri=uri), "nas.yaml")
+        r = CliRunner().invoke(cli, ["up", str(path)])
+        assert r.exit_code != 0
+        assert "pool nas: the NAS export 127.0.0.1:/srv/nothing does not mount on this host" in r.output, r.output
+        assert "nothing was created on any host" in r.output
+        conn = libvirt.open(uri)
+        try:
+            left = ([p.name() for p in conn.listAllStoragePools()] + [n.name() for n in conn.listAllNetworks()]
+                    + [d.name() for d in conn.listAllDomains()])
+        finally:
+            conn.close()
+        assert left == [], left
+        r = CliRunner().invoke(cli, ["doctor", str(path), "--json"])
+        assert r.exit_code != 0
+        nas = next(c for c in json.loads(r.output[r.output.index("{"):])["hv1"] if c["check"] == "NAS pool nas")
+        assert not nas["ok"] and "does not mount" in nas["detail"], nas
+    finally:
+        CliRunner().invoke(cli, ["lab", "stop", str(lab_file)])
+        shutil.rmtree(short, ignore_errors=True)

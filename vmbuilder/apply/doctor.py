@@ -40,6 +40,31 @@ def _kernel_on_host(hv: Hypervisor, cluster: Cluster, target: Target) -> tuple[s
     return None, False
 
 
+def _nas(hr: HostRun) -> list[dict]:
+    """Each network pool of the host: mounted already, or mounted for a moment now."""
+    from vmbuilder.apply.preflight import nas_problems
+    from vmbuilder.hypervisor.observe import observe
+    from vmbuilder.render.pooltypes import backend
+
+    pools = [p for p in hr.cluster.pools_on(hr.host) if backend(p.type).mounted and not p.external]
+    if not pools:
+        return []
+    seen = observe(hr.hv, hr.cluster, pool_names={p.name for p in pools})
+    problems = nas_problems(hr.hv, hr.cluster, pools, seen)
+    out = []
+    for p in pools:
+        mine = [x for x in problems if x.startswith(f"pool {p.name}:")]
+        if p.served_by:
+            detail, ok = f"served by the cluster's own {', '.join(p.served_by)}: checked once they run", True
+        else:
+            found = seen.pools.get(p.name)
+            ok = not mine
+            detail = mine[0] if mine else (f"{p.server}:{p.export} mounted at {p.path}" if found and found.active
+                                           else f"{p.server}:{p.export} mounts")
+        out.append(_check(f"NAS pool {p.name}", ok, detail))
+    return out
+
+
 def examine(hr: HostRun) -> list[dict]:
     """Each finding about HR's host: check, ok, detail, and whether it stops `up`."""
     checks = []
@@ -54,6 +79,7 @@ def examine(hr: HostRun) -> list[dict]:
         if problem and str(target.root) != "/":
             problem += " (lab hosts run qemu as root and are not held up by it; this machine's own libvirtd is)"
         checks.append(_check("/dev/kvm", problem is None, problem or "usable by the qemu user", fatal=False))
+    checks += _nas(hr)
     kernel, placed = _kernel_on_host(hv, cluster, target)
     try:
         if kernel is None:

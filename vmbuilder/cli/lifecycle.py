@@ -137,7 +137,8 @@ def destroy(file: str, lab: bool, yes: bool, wipe_data: bool) -> None:
 @lab_option
 @json_option
 def doctor(file: str, lab: bool, as_json: bool) -> None:
-    """Check each host of FILE: reachable, libvirt version, domain types, and whether KVM really boots."""
+    """Check each host of FILE: reachable, libvirt version, domain types, whether each NAS
+    pool mounts (mounted for a moment), and whether KVM really boots."""
     from vmbuilder.apply.doctor import examine
 
     results = open_run(file, lab, quiet=True).each_host(examine)

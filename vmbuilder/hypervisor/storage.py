@@ -7,7 +7,7 @@ from typing import BinaryIO
 import libvirt
 
 from vmbuilder.errors import HostError
-from vmbuilder.hypervisor.base import Connection
+from vmbuilder.hypervisor.base import Connection, message
 
 
 class Storage(Connection):
@@ -45,6 +45,16 @@ class Storage(Connection):
             except libvirt.libvirtError:
                 pass
             raise
+
+    def try_mount(self, name: str, xml: str) -> str | None:
+        """Mount a network pool for a moment, as a transient pool stopped again at once: None
+        when it mounts, else libvirt's reason. Nothing stays defined either way."""
+        try:
+            pool = self.conn.storagePoolCreateXML(xml, libvirt.VIR_STORAGE_POOL_CREATE_WITH_BUILD)
+        except libvirt.libvirtError as e:
+            return message(e)
+        self.call("unmounting the mount check", name, pool.destroy)
+        return None
 
     def start_pool(self, name: str) -> None:
         """Start the pool when it is not running."""

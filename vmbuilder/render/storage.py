@@ -24,6 +24,16 @@ def pool_xml(cluster: Cluster, pool: Pool) -> etree._Element:
     return root
 
 
+def mount_check_xml(cluster: Cluster, pool: Pool) -> tuple[str, etree._Element]:
+    """(name, XML) of a transient twin of POOL that only proves its export mounts here: its
+    own name and no UUID, so it never meets the real pool's definition."""
+    root = pool_xml(cluster, pool)
+    name = names.pool(cluster, pool.name) + "-mountcheck"
+    root.find("name").text = name
+    root.remove(root.find("uuid"))
+    return name, root
+
+
 def _volume(name: str, capacity: int, fmt: str) -> etree._Element:
     root = etree.Element("volume")
     sub(root, "name", name)
