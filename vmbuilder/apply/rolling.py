@@ -70,7 +70,13 @@ GATE = "/etc/apache2/vmbuild-gate"
 def set_gate(g: Guests, webs: list[str], closed: bool) -> None:
     """Close (or open) the web servers' gate (cloudinit/web): while closed, clients get a
     maintenance page from Apache at once and only the server itself reaches Moodle."""
-    change = (f"ln -sfn ../vmbuild-gate.conf {GATE}/gate.conf" if closed else f"rm -f {GATE}/gate.conf")
+    page = "/var/www/html/vmbuild-maintenance.html"
+    # behind the gate clients keep meeting Moodle's own maintenance page (the dataroot's
+    # climaintenance.html, readable by www-data only: root is squashed on the NFS export);
+    # vmbuild's plain page stays when it cannot be read
+    moodles = (f"{{ {PHP_AS_WEB}'cat /var/moodledata/climaintenance.html' > {page}.new && test -s {page}.new && "
+               f"mv -f {page}.new {page}; rm -f {page}.new; }}; ")
+    change = (moodles + f"ln -sfn ../vmbuild-gate.conf {GATE}/gate.conf" if closed else f"rm -f {GATE}/gate.conf")
     for vm in webs:
         code, out, err = g.sh(vm, f"test -f /etc/apache2/vmbuild-gate.conf || exit 0; mkdir -p {GATE} && "
                                   f"{change} && apachectl -t && systemctl reload apache2", timeout=120)
