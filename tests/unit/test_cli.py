@@ -7,9 +7,20 @@ from tests.conftest import MOODLE
 from vmbuilder.cli.main import cli
 
 
-def test_help_has_examples():
-    out = CliRunner().invoke(cli, ["validate", "--help"]).output
-    assert "Examples:" in out and "vmbuild validate" in out
+def _commands(group, path=()):
+    import click
+
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            yield from _commands(command, path + (name,))
+        else:
+            yield path + (name,)
+
+
+def test_every_command_has_examples_that_name_it():
+    for words in _commands(cli):
+        out = CliRunner().invoke(cli, [*words, "--help"]).output
+        assert "Examples:" in out and f"vmbuild {' '.join(words)}" in out, words
 
 
 def test_validate_ok_and_json():

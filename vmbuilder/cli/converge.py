@@ -72,7 +72,12 @@ def select_vms(cluster: Cluster, vms: tuple[str, ...], roles: tuple[str, ...], e
     return known if everything else set(vms) | {v.name for v in cluster.vms if v.role in roles}
 
 
-@click.command()
+@click.command(epilog="""\b
+Examples:
+  vmbuild rebuild cluster.yaml --vm web1
+  vmbuild rebuild cluster.yaml --role web --lab
+  vmbuild rebuild cluster.yaml --vm db2 --wipe-data   # its data disk too
+""")
 @click.argument("file", type=click.Path(dir_okay=False))
 @lab_option
 @click.option("--vm", "vms", multiple=True, help="A VM to rebuild (repeatable).")
@@ -94,7 +99,12 @@ def rebuild(file: str, lab: bool, vms: tuple[str, ...], roles: tuple[str, ...], 
     print_up_result(run.cluster, recreate(run), as_json)
 
 
-@click.command()
+@click.command(epilog="""\b
+Examples:
+  vmbuild snapshot cluster.yaml
+  vmbuild snapshot cluster.yaml before-course --replace
+  vmbuild snapshot cluster.yaml --list
+""")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.argument("name", default="baseline")
 @lab_option
@@ -116,7 +126,11 @@ def snapshot(file: str, name: str, lab: bool, replace: bool, show: bool, delete:
         click.echo(f"{host}: baseline {name!r} {'deleted from' if delete else 'taken of'} {len(vms)} VMs")
 
 
-@click.command()
+@click.command(epilog="""\b
+Examples:
+  vmbuild reset cluster.yaml
+  vmbuild reset cluster.yaml before-course --lab
+""")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.argument("name", default="baseline")
 @lab_option

@@ -10,7 +10,11 @@ from vmbuilder.cli.common import json_option, lab_option, open_run
 from vmbuilder.errors import OperationError
 
 
-@click.command()
+@click.command(epilog="""\b
+Examples:
+  vmbuild logs cluster.yaml web1 -u cloud-final
+  vmbuild logs cluster.yaml db1 --serial -n 50
+""")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.argument("vm")
 @lab_option
@@ -31,7 +35,11 @@ def logs(file: str, vm: str, lab: bool, lines: int, serial: bool, unit: str | No
         raise OperationError(problem)
 
 
-@click.command()
+@click.command(epilog="""\b
+Examples:
+  vmbuild verify profiles/clusters/moodle.yaml --lab
+  vmbuild verify cluster.yaml --failover --json
+""")
 @click.argument("file", type=click.Path(dir_okay=False))
 @lab_option
 @click.option("--failover", is_flag=True,

@@ -70,7 +70,11 @@ def print_up_result(cluster, result, as_json: bool) -> None:
         sys.exit(1)
 
 
-@click.command()
+@click.command(epilog="""\b
+Examples:
+  vmbuild status profiles/clusters/moodle.yaml --lab
+  vmbuild status cluster.yaml --json | jq '.vms[] | {vm, state}'
+""")
 @click.argument("file", type=click.Path(dir_okay=False))
 @lab_option
 @json_option
@@ -99,7 +103,11 @@ def status(file: str, lab: bool, as_json: bool) -> None:
         sys.exit(1)
 
 
-@click.command()
+@click.command(epilog="""\b
+Examples:
+  vmbuild down cluster.yaml
+  vmbuild down profiles/clusters/lab.yaml --lab --timeout 30
+""")
 @click.argument("file", type=click.Path(dir_okay=False))
 @lab_option
 @click.option("--timeout", type=click.FloatRange(min=0), default=90.0, show_default=True,
@@ -112,7 +120,11 @@ def down(file: str, lab: bool, timeout: float) -> None:
     report_each(results, lambda how: ", ".join(f"{d}: {h}" for d, h in sorted(how.items())) or "no VMs")
 
 
-@click.command()
+@click.command(epilog="""\b
+Examples:
+  vmbuild destroy cluster.yaml --yes
+  vmbuild destroy cluster.yaml --yes --wipe-data   # data disks too
+""")
 @click.argument("file", type=click.Path(dir_okay=False))
 @lab_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -132,7 +144,11 @@ def destroy(file: str, lab: bool, yes: bool, wipe_data: bool) -> None:
                 (f"; kept: {'; '.join(r.kept)}" if r.kept else ""))
 
 
-@click.command()
+@click.command(epilog="""\b
+Examples:
+  vmbuild doctor cluster.yaml
+  vmbuild doctor profiles/clusters/moodle.yaml --lab --json
+""")
 @click.argument("file", type=click.Path(dir_okay=False))
 @lab_option
 @json_option
