@@ -185,8 +185,11 @@ def test_destroy_removes_only_what_is_ours(lab):
         code, out = run("destroy", lab.path, "--lab")      # no terminal, no --yes: refuses
         assert code != 0 and "--yes" in out
         assert len(conn.listAllDomains()) == 2
-        code, out = run("destroy", lab.path, "--lab", "--yes")
+        code, out = run("destroy", lab.path, "--lab", "--yes", "--json")
         assert code == 0, out
+        report = json.loads(out[out.index("{"):])
+        assert report["ok"] and {h["host"] for h in report["hosts"]} == {"hv1"}, report
+        assert any(r.startswith("domain ") and r.endswith("alpha") for r in report["hosts"][0]["result"]["removed"]), report
         assert conn.listAllDomains() == []
         assert [n.name() for n in conn.listAllNetworks()] == ["not-ours"]
         assert conn.listAllStoragePools() == []

@@ -3,6 +3,8 @@
 test:///default keeps its objects while any connection to it is open, so each test holds one
 (`conn`) and the code under test opens its own through Hypervisor, as it does for real hosts.
 """
+import json
+
 import libvirt
 import pytest
 from click.testing import CliRunner
@@ -486,3 +488,33 @@ def test_the_live_picture_shows_each_vm_as_its_host_has_it(conn, cluster):
     assert dict(seen.states) == {"a1": "running", "a2": "shut off"}
     assert seen.vip_holders is None            # no directors in this file
     assert "[shut off]" in dot(cluster, seen)
+
+
+def _json(output: str) -> dict:
+    return json.loads(output[output.index("{"):])
+
+
+def test_per_host_reports_as_json(capsys):
+    """down and destroy report through report_each: a host that failed is an error entry and
+    exit 1; the others carry their results."""
+    from vmbuilder.cli.common import report_each
+    from vmbuilder.errors import HostError
+
+    with pytest.raises(SystemExit) as stop:
+        report_each({"hv1": {"a1": "agent"}, "hv2": HostError("hv2", "listing domains on", "hv2", "gone")},
+                    str, as_json=True, cluster="c")
+    assert stop.value.code == 1
+    report = _json(capsys.readouterr().out)
+    assert report["cluster"] == "c" and report["ok"] is False
+    assert report["hosts"][0] == {"host": "hv1", "ok": True, "result": {"a1": "agent"}}
+    assert report["hosts"][1]["ok"] is False and "gone" in report["hosts"][1]["error"]
+
+
+def test_an_error_is_json_too_when_json_was_asked_for(write, tmp_path, monkeypatch):
+    monkeypatch.setenv("VMBUILD_STATE", str(tmp_path))
+    path = write(CLUSTER.replace("test:///default", f"qemu+unix:///system?socket={tmp_path}/no-such.sock"))
+    r = CliRunner().invoke(cli, ["up", str(path), "--json"])
+    assert r.exit_code != 0
+    report = _json(r.output)
+    assert report["ok"] is False and report["exit_code"] == r.exit_code
+    assert any("no-such.sock" in line for line in report["errors"]), report

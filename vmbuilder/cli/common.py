@@ -2,6 +2,7 @@
 the file, and opening the run."""
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -31,16 +32,21 @@ def open_run(file: str, lab: bool, quiet: bool = False, start_lab: bool = False,
     return start(load_for(file, lab), lab, Progress(quiet=quiet), Options(**options), start_lab=start_lab)
 
 
-def report_each(results: dict, describe) -> None:
-    """One line per host; exit 1 when any host failed."""
+def report_each(results: dict, describe, as_json: bool = False, data=None, cluster: str | None = None) -> None:
+    """One line per host (or, AS_JSON, one document with DATA(result) per host); exit 1 when
+    any host failed."""
     from vmbuilder.errors import host_line
 
-    failed = False
-    for host, result in results.items():
-        if isinstance(result, Exception):
-            failed = True
-            click.echo(f"error: {host_line(host, result)}")
-        else:
-            click.echo(f"{host}: {describe(result)}")
+    failed = any(isinstance(r, Exception) for r in results.values())
+    if as_json:
+        hosts = [{"host": h, "ok": False, "error": host_line(h, r)} if isinstance(r, Exception) else
+                 {"host": h, "ok": True, "result": (data or (lambda x: x))(r)} for h, r in results.items()]
+        click.echo(json.dumps({"cluster": cluster, "ok": not failed, "hosts": hosts}, indent=2))
+    else:
+        for host, result in results.items():
+            if isinstance(result, Exception):
+                click.echo(f"error: {host_line(host, result)}")
+            else:
+                click.echo(f"{host}: {describe(result)}")
     if failed:
         sys.exit(1)

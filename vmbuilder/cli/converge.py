@@ -111,17 +111,26 @@ Examples:
 @click.option("--replace", is_flag=True, help="Take the baseline again when NAME exists.")
 @click.option("--list", "show", is_flag=True, help="List the baselines of each VM instead.")
 @click.option("--delete", is_flag=True, help="Delete baseline NAME from every VM.")
-def snapshot(file: str, name: str, lab: bool, replace: bool, show: bool, delete: bool) -> None:
+@json_option
+def snapshot(file: str, name: str, lab: bool, replace: bool, show: bool, delete: bool, as_json: bool) -> None:
     """Save every VM of FILE on every host as baseline NAME (default: baseline)."""
     from vmbuilder.apply import baseline
 
     if show:
-        for host, r in baseline.baselines(open_run(file, lab, quiet=True)).items():
+        found = baseline.baselines(open_run(file, lab, quiet=True))
+        if as_json:
+            click.echo(json.dumps({"baselines": found}, indent=2))
+            return
+        for host, r in found.items():
             for vm, names in r.items():
                 click.echo(f"{host}: {vm}: {', '.join(names) or '-'}")
         return
-    run = open_run(file, lab)
+    run = open_run(file, lab, quiet=as_json)
     results = baseline.delete(run, name) if delete else baseline.snapshot(run, name, replace)
+    if as_json:
+        click.echo(json.dumps({"cluster": run.cluster.name, "baseline": name, "deleted" if delete else "taken": results},
+                              indent=2))
+        return
     for host, vms in results.items():
         click.echo(f"{host}: baseline {name!r} {'deleted from' if delete else 'taken of'} {len(vms)} VMs")
 
@@ -134,11 +143,17 @@ Examples:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.argument("name", default="baseline")
 @lab_option
-def reset(file: str, name: str, lab: bool) -> None:
+@json_option
+def reset(file: str, name: str, lab: bool, as_json: bool) -> None:
     """Return every VM of FILE on every host to baseline NAME (default: baseline)."""
     from vmbuilder.apply import baseline
 
-    for host, vms in baseline.reset(open_run(file, lab), name).items():
+    run = open_run(file, lab, quiet=as_json)
+    results = baseline.reset(run, name)
+    if as_json:
+        click.echo(json.dumps({"cluster": run.cluster.name, "baseline": name, "reset": results}, indent=2))
+        return
+    for host, vms in results.items():
         click.echo(f"{host}: {len(vms)} VMs back at baseline {name!r}")
 
 

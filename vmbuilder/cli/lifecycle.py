@@ -112,12 +112,15 @@ Examples:
 @lab_option
 @click.option("--timeout", type=click.FloatRange(min=0), default=90.0, show_default=True,
               help="Seconds to wait for a clean shutdown before forcing a guest off.")
-def down(file: str, lab: bool, timeout: float) -> None:
+@json_option
+def down(file: str, lab: bool, timeout: float, as_json: bool) -> None:
     """Shut FILE's VMs down (guest agent, then ACPI; forced off after --timeout). Keeps everything."""
     from vmbuilder.apply.teardown import down as shut_down
 
-    results = shut_down(open_run(file, lab), timeout)
-    report_each(results, lambda how: ", ".join(f"{d}: {h}" for d, h in sorted(how.items())) or "no VMs")
+    run = open_run(file, lab, quiet=as_json)
+    results = shut_down(run, timeout)
+    report_each(results, lambda how: ", ".join(f"{d}: {h}" for d, h in sorted(how.items())) or "no VMs",
+                as_json, cluster=run.cluster.name)
 
 
 @click.command(epilog="""\b
@@ -129,7 +132,8 @@ Examples:
 @lab_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--wipe-data", is_flag=True, help="Also delete data disks (keep: true), e.g. database and file data.")
-def destroy(file: str, lab: bool, yes: bool, wipe_data: bool) -> None:
+@json_option
+def destroy(file: str, lab: bool, yes: bool, wipe_data: bool, as_json: bool) -> None:
     """Remove FILE's cluster: only domains, volumes, networks and pools vmbuild created for it."""
     from vmbuilder.apply.teardown import destroy as remove
 
@@ -139,9 +143,10 @@ def destroy(file: str, lab: bool, yes: bool, wipe_data: bool) -> None:
             raise OperationError("destroy asks for confirmation; not on a terminal, so give --yes")
         what = "including data disks" if wipe_data else "keeping data disks (keep: true)"
         click.confirm(f"Destroy cluster {cluster.name!r} on {', '.join(cluster.hosts)}, {what}?", abort=True)
-    results = remove(open_run(file, lab, wipe_data=wipe_data))
+    results = remove(open_run(file, lab, quiet=as_json, wipe_data=wipe_data))
     report_each(results, lambda r: f"removed {len(r.removed)} objects" +
-                (f"; kept: {'; '.join(r.kept)}" if r.kept else ""))
+                (f"; kept: {'; '.join(r.kept)}" if r.kept else ""),
+                as_json, data=lambda r: {"removed": r.removed, "kept": r.kept}, cluster=cluster.name)
 
 
 @click.command(epilog="""\b

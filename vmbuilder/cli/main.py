@@ -32,13 +32,19 @@ class Edge(click.Group):
     """Maps vmbuild's errors to one-line messages and exit codes; tracebacks only with --debug."""
 
     def invoke(self, ctx: click.Context):
+        # asked for JSON: a script reading stdout gets its error as JSON too
+        leading = getattr(ctx, "_protected_args", None)
+        wants_json = "--json" in [*(leading if leading is not None else getattr(ctx, "protected_args", [])), *ctx.args]
         try:
             return super().invoke(ctx)
         except VmbuildError as e:
             if ctx.obj and ctx.obj.get("debug"):
                 traceback.print_exc()
-            for line in str(e).splitlines() or [type(e).__name__]:
+            lines = str(e).splitlines() or [type(e).__name__]
+            for line in lines:
                 click.echo(f"error: {line}" if not isinstance(e, InputError) else line, err=True)
+            if wants_json:
+                click.echo(json.dumps({"ok": False, "exit_code": e.exit_code, "errors": lines}, indent=2))
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
