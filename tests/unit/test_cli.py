@@ -41,3 +41,38 @@ def test_json_problems(write):
     assert r.exit_code == 2
     problems = json.loads(r.output)["problems"]
     assert problems[0]["key"] == "bogus" and problems[0]["line"] == 4
+
+
+def test_debug_is_taken_after_the_subcommand_too(tmp_path):
+    missing = str(tmp_path / "nope.yaml")
+    plain = CliRunner().invoke(cli, ["validate", missing])
+    late = CliRunner().invoke(cli, ["validate", missing, "--debug"])
+    assert "no such option" not in late.output.lower(), late.output
+    assert late.exit_code == plain.exit_code == 2
+    assert "Traceback" in late.output and "Traceback" not in plain.output
+
+
+def test_no_color_turns_colour_off(monkeypatch):
+    from vmbuilder.cli import progress
+
+    monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: True)
+    assert progress.Progress().colour
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not progress.Progress().colour
+
+
+def complete(words: str) -> list[str]:
+    """What bash completion offers for WORDS (the last one being completed), as click answers it."""
+    parts = words.split(" ")
+    r = CliRunner().invoke(cli, [], prog_name="vmbuild", env={
+        "_VMBUILD_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": str(len(parts) - 1)})
+    return [line.split(",", 1)[1] for line in r.output.splitlines() if "," in line]
+
+
+def test_shell_completion_offers_the_files_names():
+    assert complete(f"vmbuild logs {MOODLE} we") == ["web1", "web2"]
+    assert complete(f"vmbuild rebuild {MOODLE} --vm d") == ["db1", "db2"]
+    assert complete(f"vmbuild rebuild {MOODLE} --role ") == ["db", "file", "lb", "web"]
+    assert complete(f"vmbuild db promote {MOODLE} db") == ["db1", "db2"]
+    assert complete("vmbuild image build debian12-") == ["debian12-roles"]
+    assert complete("vmbuild logs /no/such/file.yaml w") == []

@@ -50,3 +50,28 @@ def report_each(results: dict, describe, as_json: bool = False, data=None, clust
                 click.echo(f"{host}: {describe(result)}")
     if failed:
         sys.exit(1)
+
+
+# -- shell completion: names read from the FILE already on the command line -------------------
+
+def _file_vms(ctx: click.Context) -> list:
+    # while an option still waits for its value, click leaves the FILE argument unparsed
+    file = ctx.params.get("file") or next((a for a in ctx.args if not a.startswith("-")), None)
+    try:
+        return list(load_cluster(file).vms)
+    except Exception:   # completing must never fail loudly: an unreadable file completes nothing
+        return []
+
+
+def complete_vms(ctx: click.Context, _param, incomplete: str) -> list[str]:
+    return [vm.name for vm in _file_vms(ctx) if vm.name.startswith(incomplete)]
+
+
+def complete_roles(ctx: click.Context, _param, incomplete: str) -> list[str]:
+    return sorted({vm.role for vm in _file_vms(ctx) if vm.role.startswith(incomplete)})
+
+
+def complete_recipes(_ctx: click.Context, _param, incomplete: str) -> list[str]:
+    from vmbuilder import paths
+
+    return sorted(p.stem for p in paths.data_dir("images").glob("*.yaml") if p.stem.startswith(incomplete))

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from vmbuilder.cli.common import json_option, lab_option, open_run
+from vmbuilder.cli.common import complete_roles, complete_vms, json_option, lab_option, open_run
 from vmbuilder.cli.lifecycle import print_up_result
 from vmbuilder.errors import InputError, Problem, host_line
 from vmbuilder.model import Accel, Cluster
@@ -80,8 +80,8 @@ Examples:
 """)
 @click.argument("file", type=click.Path(dir_okay=False))
 @lab_option
-@click.option("--vm", "vms", multiple=True, help="A VM to rebuild (repeatable).")
-@click.option("--role", "roles", multiple=True, help="Rebuild every VM of this role (repeatable).")
+@click.option("--vm", "vms", multiple=True, shell_complete=complete_vms, help="A VM to rebuild (repeatable).")
+@click.option("--role", "roles", multiple=True, shell_complete=complete_roles, help="Rebuild every VM of this role (repeatable).")
 @click.option("--all", "everything", is_flag=True, help="Rebuild every VM.")
 @click.option("--wipe-data", is_flag=True, help="Also recreate data disks (keep: true) empty.")
 @click.option("--no-wait", is_flag=True, help="Do not wait for cloud-init to finish in the guests.")

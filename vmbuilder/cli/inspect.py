@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from vmbuilder.cli.common import json_option, lab_option, open_run
+from vmbuilder.cli.common import complete_vms, json_option, lab_option, open_run
 from vmbuilder.errors import OperationError
 
 
@@ -16,7 +16,7 @@ Examples:
   vmbuild logs cluster.yaml db1 --serial -n 50
 """)
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.argument("vm")
+@click.argument("vm", shell_complete=complete_vms)
 @lab_option
 @click.option("--lines", "-n", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--serial", is_flag=True, help="The serial console log instead of the journal (boot, kernel, cloud-init).")

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from vmbuilder import __version__
+from vmbuilder.cli.common import complete_recipes
 from vmbuilder.config import load_cluster
 from vmbuilder.errors import InputError, VmbuildError
 from vmbuilder.model import Accel
@@ -30,6 +31,12 @@ Examples:
 
 class Edge(click.Group):
     """Maps vmbuild's errors to one-line messages and exit codes; tracebacks only with --debug."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # `vmbuild up FILE --debug` means what `vmbuild --debug up FILE` does
+        if "--debug" in args[1:] and "--" not in args[:args.index("--debug")]:
+            args = ["--debug"] + [a for a in args if a != "--debug"]
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context):
         # asked for JSON: a script reading stdout gets its error as JSON too
@@ -155,7 +162,7 @@ def image() -> None:
 
 
 @image.command("build", epilog=EXAMPLES_IMAGE)
-@click.argument("recipe")
+@click.argument("recipe", shell_complete=complete_recipes)
 @click.option("--force", is_flag=True, help="Rebuild even when a cached image exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def image_build(recipe: str, force: bool, as_json: bool) -> None:

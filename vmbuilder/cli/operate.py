@@ -5,7 +5,7 @@ import json
 
 import click
 
-from vmbuilder.cli.common import json_option, lab_option, open_run
+from vmbuilder.cli.common import complete_vms, json_option, lab_option, open_run
 
 EXAMPLES_UPDATE = """\b
 Each web server in turn: drained at the LVS directors, rebuilt from its profile,
@@ -47,7 +47,7 @@ def db() -> None:
 
 @db.command("promote", epilog=EXAMPLES_PROMOTE)
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.argument("vm")
+@click.argument("vm", shell_complete=complete_vms)
 @lab_option
 @json_option
 def promote(file: str, vm: str, lab: bool, as_json: bool) -> None:

@@ -1,6 +1,7 @@
 """Progress lines: one per VM (or object) and phase, safe to call from every host's worker."""
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -13,7 +14,8 @@ class Progress:
         self.quiet = quiet
         self.started = time.monotonic()
         self.lock = threading.Lock()
-        self.tty = sys.stderr.isatty()
+        # colour only for a person at a terminal who has not asked for none (no-color.org)
+        self.colour = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
 
     def __call__(self, host: str, obj: str, phase: str, detail: str = "") -> None:
         if self.quiet:
@@ -21,7 +23,7 @@ class Progress:
         elapsed = time.monotonic() - self.started
         text = f"[{elapsed:6.1f}s] {host:<8} {obj:<12} {phase}" + (f": {detail}" if detail else "")
         with self.lock:
-            click.secho(text, err=True, fg=self._colour(phase) if self.tty else None)
+            click.secho(text, err=True, fg=self._colour(phase) if self.colour else None)
 
     def note(self, text: str) -> None:
         if not self.quiet:
