@@ -24,6 +24,7 @@ from vmbuilder.model import Accel
 # web server installing Moodle spends most of 22 minutes on it under TCG
 TIMEOUTS = MappingProxyType({Accel.KVM: 600.0, Accel.TCG: 2400.0})
 AGENT_GRACE = 180.0   # seconds the agent may stay silent after cloud-init finished
+HEARTBEAT = 60.0      # seconds between "still waiting" lines while guests boot
 FINISHED_ON_SERIAL = re.compile(r"Cloud-init v\. \S+ finished at")
 
 
@@ -51,11 +52,27 @@ def read_result(hv: Hypervisor, dom: str) -> tuple[dict | None, str]:
     return result, iid
 
 
+def stage(hv: Hypervisor, dom: str) -> str:
+    """What cloud-init is doing in the guest now, from its status.json, for a person waiting."""
+    try:
+        raw = hv.guest_file(dom, "/run/cloud-init/status.json")
+    except HostError:
+        return "booting (guest agent not up yet)"
+    if raw is None:
+        return "booting (cloud-init not started yet)"
+    try:
+        now = json.loads(raw.decode(errors="replace")).get("v1", {}).get("stage")
+    except (ValueError, AttributeError):
+        return "cloud-init running"
+    return f"cloud-init {now}" if now else "cloud-init between stages"
+
+
 def wait_ready(hv: Hypervisor, domains: dict[str, tuple[str, str]], timeout: float,
                serial: Callable[[str], str | None] | None = None,
-               progress: Progress = lambda *a: None) -> dict[str, Readiness]:
-    """domains: VM name -> (libvirt name, expected instance-id). Polls all of them together."""
-    started = time.monotonic()
+               progress: Progress = lambda *a: None, heartbeat: float = HEARTBEAT) -> dict[str, Readiness]:
+    """domains: VM name -> (libvirt name, expected instance-id). Polls all of them together;
+    every HEARTBEAT seconds says what each guest still waited for is doing."""
+    started = last_beat = time.monotonic()
     finished_on_serial: dict[str, float] = {}
     results = {vm: Readiness(vm) for vm in domains}
     pending = dict(domains)
@@ -98,6 +115,10 @@ def wait_ready(hv: Hypervisor, domains: dict[str, tuple[str, str]], timeout: flo
                 tail = _tail(serial(vm) if serial else None)
                 r.problem = f"cloud-init did not finish within {timeout:.0f}s" + (f"; serial log ends: {tail}" if tail else "")
             break
+        if pending and time.monotonic() - last_beat >= heartbeat:
+            last_beat = time.monotonic()
+            for vm, (dom, _) in pending.items():
+                progress(vm, "waiting", f"{last_beat - started:.0f}s: {stage(hv, dom)}")
         if pending:
             time.sleep(2.0)
     return results

@@ -1,0 +1,47 @@
+"""Waiting for guests: what a person waiting is told while cloud-init runs, and the end."""
+import json
+
+from vmbuilder.apply.ready import stage, wait_ready
+from vmbuilder.errors import HostError
+from vmbuilder.hypervisor.domains import DomainState
+
+
+class Guest:
+    """A host whose one guest answers FILES through its agent (None: no agent yet)."""
+
+    def __init__(self, files):
+        self.files = files
+
+    def domain_state(self, dom):
+        return DomainState.RUNNING
+
+    def guest_file(self, dom, path):
+        if self.files is None:
+            raise HostError("hv1", "reading", path, "agent not connected")
+        return self.files.get(path)
+
+
+def test_the_stage_is_read_from_cloud_inits_status():
+    status = json.dumps({"v1": {"stage": "modules-final"}}).encode()
+    assert stage(Guest({"/run/cloud-init/status.json": status}), "d") == "cloud-init modules-final"
+    assert stage(Guest(None), "d") == "booting (guest agent not up yet)"
+    assert stage(Guest({}), "d") == "booting (cloud-init not started yet)"
+
+
+def test_a_heartbeat_while_waiting_then_ready():
+    said = []
+    guest = Guest({"/run/cloud-init/status.json": json.dumps({"v1": {"stage": "modules-config"}}).encode()})
+    calls = {"n": 0}
+    real = guest.guest_file
+
+    def files(dom, path):     # cloud-init finishes at the third look at its result
+        if path == "/run/cloud-init/result.json":
+            calls["n"] += 1
+            return json.dumps({"v1": {"errors": []}}).encode() if calls["n"] >= 3 else None
+        return real(dom, path)
+    guest.guest_file = files
+    result = wait_ready(guest, {"g1": ("d", "")}, timeout=60, progress=lambda *a: said.append(a), heartbeat=0)
+    assert result["g1"].ready
+    waits = [a for a in said if a[1] == "waiting"]
+    assert waits and waits[0][0] == "g1" and waits[0][2].endswith("cloud-init modules-config"), said
+    assert said[-1][:2] == ("g1", "ready")
