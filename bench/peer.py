@@ -27,24 +27,12 @@ from pathlib import Path
 
 from lxml import etree
 
+from up import cluster_text   # bench/up.py's cluster: N base VMs of 512 MiB on one host
+
 REPO = Path(__file__).resolve().parent.parent
 VMBUILD = [str(REPO / ".venv/bin/vmbuild")] if (REPO / ".venv/bin/vmbuild").exists() else \
     [sys.executable, "-m", "vmbuilder.cli.main"]
 NET = "peerlan"
-
-
-def cluster_text(n: int, accel: str) -> str:
-    vms = "".join(f"  - {{name: p{i}, host: hv1, nics: [{{network: lan, ip: 10.68.0.{20 + i}}}]}}\n"
-                  for i in range(1, n + 1))
-    return ("name: benchpeer\n"
-            f"accel: {accel}\n"
-            "hosts:\n  hv1: {uri: 'qemu:///system', cpus: 2, memory: 16GiB}\n"
-            "networks:\n  lan: {mode: isolated, cidr: 10.68.0.0/24}\n"
-            "storage:\n  local: {type: dir, path: /var/lib/libvirt/images/vmbuild-benchpeer}\n"
-            "images:\n  debian12: {recipe: debian12}\n"
-            "roles:\n  base: {memory: 512MiB}\n"
-            "defaults:\n  disks: [{name: root, pool: local, image: debian12, size: 4GiB}]\n"
-            f"vms:\n{vms}")
 
 
 def vmbuild(*args: str) -> str:
@@ -94,7 +82,7 @@ class Peer:
     def network(self) -> None:
         xml = self.work / "net.xml"
         xml.write_text(f"<network><name>{NET}</name><bridge name='vbpeer0'/>"
-                       "<ip address='10.68.0.1' netmask='255.255.255.0'/></network>")
+                       "<ip address='10.63.0.1' netmask='255.255.255.0'/></network>")
         sh("virsh", "-c", self.uri, "net-create", str(xml))
 
     def install(self, name: str, mac: str, seed: Path) -> None:
@@ -151,7 +139,7 @@ def main() -> None:
         path.write_text(cluster_text(args.vms, args.accel))
         vmbuild("render", str(path), "-o", str(work / "rendered"), "--accel", args.accel)
         vmbuild("lab", "start", str(path))
-        uri = lab_host("benchpeer", "hv1").uri
+        uri = lab_host("benchup", "hv1").uri
         peer = Peer(work, uri, image, args.accel, work / "rendered")
         try:
             t0 = time.perf_counter()
