@@ -81,15 +81,16 @@ class Peer:
 
     def network(self) -> None:
         xml = self.work / "net.xml"
-        xml.write_text(f"<network><name>{NET}</name><bridge name='vbpeer0'/>"
-                       "<ip address='10.63.0.1' netmask='255.255.255.0'/></network>")
+        # a plain isolated bridge, like vmbuild's own lab network: the seeds set static addresses
+        xml.write_text(f"<network><name>{NET}</name><bridge name='vbpeer0'/></network>")
         sh("virsh", "-c", self.uri, "net-create", str(xml))
 
     def install(self, name: str, mac: str, seed: Path) -> None:
         disk = self.work / f"{name}.qcow2"
         sh("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(self.image.disk), str(disk), "4G")
         sh("virt-install", "--connect", self.uri, "--name", name, "--memory", "512", "--vcpus", "1",
-           "--virt-type", "qemu" if self.accel == "tcg" else "kvm", "--osinfo", "debian12", "--import",
+           # Debian 12's osinfo-db has no debian12 yet: its generic 2022 Linux
+           "--virt-type", "qemu" if self.accel == "tcg" else "kvm", "--osinfo", "linux2022", "--import",
            "--disk", f"path={disk},bus=virtio", "--disk", f"path={seed},device=cdrom,bus=scsi",
            "--network", f"network={NET},model=virtio,mac={mac}",
            "--boot", f"kernel={self.image.kernel},initrd={self.image.initrd},"
