@@ -9,12 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-
 from tests.conftest import MOODLE
+from tests.unit.test_roles_topology import seed
 from vmbuilder.config import load_cluster
-from vmbuilder.secrets import PLACEHOLDERS
-from vmbuilder.seed.templates import cluster_facts, user_data
 
 APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
 MODULES = "/usr/lib/apache2/modules"
@@ -23,9 +20,7 @@ pytestmark = pytest.mark.skipif(not shutil.which("curl") or not shutil.os.path.e
 
 
 def web_files():
-    cluster = load_cluster(MOODLE)
-    doc = yaml.safe_load(user_data(cluster, cluster.vm("web1"), PLACEHOLDERS, facts=cluster_facts(cluster)))
-    return {f["path"]: f["content"] for f in doc["write_files"]}
+    return seed(load_cluster(MOODLE), "web1")[0]
 
 
 def free_port() -> int:

@@ -53,14 +53,13 @@ def _nas(hr: HostRun) -> list[dict]:
     problems = nas_problems(hr.hv, hr.cluster, pools, seen)
     out = []
     for p in pools:
-        mine = [x for x in problems if x.startswith(f"pool {p.name}:")]
         if p.served_by:
             detail, ok = f"served by the cluster's own {', '.join(p.served_by)}: checked once they run", True
         else:
             found = seen.pools.get(p.name)
-            ok = not mine
-            detail = mine[0] if mine else (f"{p.server}:{p.export} mounted at {p.path}" if found and found.active
-                                           else f"{p.server}:{p.export} mounts")
+            ok = p.name not in problems
+            detail = problems.get(p.name) or (f"{p.server}:{p.export} mounted at {p.path}" if found and found.active
+                                              else f"{p.server}:{p.export} mounts")
         out.append(_check(f"NAS pool {p.name}", ok, detail))
     return out
 

@@ -64,16 +64,16 @@ def check_host(hv: Hypervisor, cluster: Cluster, host: str, domain_types: set[st
             problems.append(f"pool {libname!r} has target {path}, the file says {pool.path}; "
                             f"moving a pool is not done in place (destroy the cluster or keep the path)")
     if mount_check:
-        problems += nas_problems(hv, cluster, pools, seen)
+        problems += nas_problems(hv, cluster, pools, seen).values()
     return problems
 
 
-def nas_problems(hv: Hypervisor, cluster: Cluster, pools, seen) -> list[str]:
-    """Each network pool this host must mount and has not mounted yet, mounted once for a
-    moment: a NAS that cannot be mounted is found before anything is created anywhere, not
+def nas_problems(hv: Hypervisor, cluster: Cluster, pools, seen) -> dict[str, str]:
+    """Pool name -> problem, for each network pool this host must mount and has not mounted
+    yet, mounted once for a moment: a NAS that cannot be mounted is found before anything is created anywhere, not
     after the other host has been built. Pools the cluster's own VMs serve are not there yet
     (up's second wave waits for them) and are skipped."""
-    problems = []
+    problems = {}
     for pool in pools:
         if not backend(pool.type).mounted or pool.external or pool.served_by:
             continue
@@ -83,8 +83,8 @@ def nas_problems(hv: Hypervisor, cluster: Cluster, pools, seen) -> list[str]:
         name, xml = mount_check_xml(cluster, pool)
         why = hv.try_mount(name, to_string(xml))
         if why is not None:
-            problems.append(f"pool {pool.name}: the NAS export {pool.server}:{pool.export} does not mount on this "
-                            f"host ({mount_reason(why)}); {mount_fix(why, pool)}")
+            problems[pool.name] = (f"pool {pool.name}: the NAS export {pool.server}:{pool.export} does not mount on this "
+                                   f"host ({mount_reason(why)}); {mount_fix(why, pool)}")
     return problems
 
 

@@ -119,9 +119,9 @@ def _context(cluster: Cluster, vm: VM, secrets: Mapping[str, Any], facts: Cluste
             # NAS pools this VM serves to the hypervisors (storage.<pool>.served_by)
             "serves_pools": [{"name": p.name, "export": p.export} for p in cluster.pools.values()
                              if vm.name in p.served_by and p.export],
-            "packages_baked": image.recipe is not None,
-            # built by vmbuild's image builder: its fix-ups (resolved's settings, cloud-init's
-            # module lists) are in place and the seed need not repeat them at boot
+            # built by vmbuild's image builder: the role packages are baked in and its fix-ups
+            # (resolved's settings, cloud-init's module lists) are in place, so the seed
+            # neither installs nor repeats them at boot
             "vmbuild_image": image.recipe is not None,
             "networks": facts.networks,
             "ssh_authorized_keys": list(vm.ssh_authorized_keys),
