@@ -3,6 +3,7 @@
 test:///default keeps its objects while any connection to it is open, so each test holds one
 (`conn`) and the code under test opens its own through Hypervisor, as it does for real hosts.
 """
+import contextlib
 import json
 
 import libvirt
@@ -284,6 +285,34 @@ def test_vms_on_the_clusters_own_nas_come_in_a_second_wave(write):
     assert "nas" not in {c.name for c in mine if c.kind == "pool"}   # the NAS pool is not defined in wave 1
     assert not [c for c in mine if c.name.startswith("nas/") or c.name == "w1"]
     assert waves(load_cluster(str(write(CLUSTER, "plain.yaml")))) == [None]
+
+
+def test_up_waits_in_wave_one_for_the_nas_servers_only(write, monkeypatch):
+    """The directors and replicas of wave 1 boot on while the VMs on the NAS start: only the
+    file servers are waited for before the exports, and the last wave waits for everyone."""
+    from vmbuilder.apply import up as upmod
+    from vmbuilder.apply.bringup import HostReport
+
+    text = (CLUSTER.replace("storage:\n", "storage:\n  nas: {type: netfs, server: 10.62.0.11, export: /srv/vm, "
+                                          "path: /var/lib/libvirt/nas/tdrv, shared: true, served_by: [a1], clients: [10.62.0.1]}\n")
+            + "  - {name: w1, host: hv1, disks: [{name: root, pool: nas}], nics: [{network: lan, ip: 10.62.0.21}]}\n")
+    cluster = load_cluster(str(write(text, "nas.yaml")))
+    waves_seen, events = [], []
+    monkeypatch.setattr(upmod, "preflight", lambda run: {"hv1": []})
+    monkeypatch.setattr(upmod, "cluster_lock", lambda *a: contextlib.nullcontext())   # the test driver has no secrets
+    monkeypatch.setattr(upmod, "_inputs", lambda run: None)
+    monkeypatch.setattr(upmod, "wait_exports", lambda cluster, targets: events.append("exports"))
+
+    def bring_up(run, inputs, hosts):
+        o = run.options
+        waves_seen.append((o.only, o.wait, o.wait_for))
+        events.append("wave")
+        return [HostReport("hv1", URI)]
+    monkeypatch.setattr(upmod, "bring_up", bring_up)
+    result = upmod.up(Run(cluster, {"hv1": Target("hv1", URI, None)}, options=Options(wait=True)))
+    assert result.ok
+    assert waves_seen == [(frozenset({"a1", "a2"}), True, frozenset({"a1"})), (None, True, None)]
+    assert events == ["wave", "exports", "wave"]
 
 
 def test_a_domain_edited_outside_vmbuild_is_a_conflict_not_overwritten(conn, cluster, write):

@@ -36,6 +36,7 @@ class Silent:
 class Options:
     accel: Accel | None = None          # overrides the file's accel
     wait: bool = True                   # for cloud-init in the guests
+    wait_for: frozenset[str] | None = None   # with wait: only these VMs (None: all); the rest boot on
     timeout: float | None = None        # per guest; default from the accelerator
     continue_on_host_error: bool = False
     restart_grace: float = 90.0         # seconds a guest gets to shut down for a restart

@@ -36,7 +36,11 @@ def _inputs(run: Run, store_secrets: bool = True, images: bool = True) -> Inputs
 
 def up(run: Run) -> UpResult:
     """Create what is missing of the cluster on every host, start it, wait for cloud-init;
-    file servers that serve the cluster's own NAS first (ready and exporting)."""
+    file servers that serve the cluster's own NAS first (ready and exporting).
+
+    Wave 1 starts every VM that does not need that NAS but waits only for its servers: the
+    VMs on the NAS (the web servers, with Moodle's install on the critical path) start as
+    soon as it exports, while the directors and replicas still boot."""
     cluster = run.cluster
     with cluster_lock(cluster, "up", run.targets):
         # hosts first: an unreachable host should not cost an image build before it is reported
@@ -51,8 +55,9 @@ def up(run: Run) -> UpResult:
             last = i == len(plan) - 1
             if len(plan) > 1:
                 run.report.note(f"wave {i + 1} of {len(plan)}: " + ("everything" if last else
-                                "VMs that do not need the cluster's own NAS, including its file servers"))
-            wave = replace(run, options=replace(run.options, only=only, wait=run.options.wait or not last))
+                                "VMs that do not need the cluster's own NAS; waiting for its file servers"))
+            wave = replace(run, options=replace(run.options, only=only, wait=run.options.wait or not last,
+                                                wait_for=None if last else _servers(cluster)))
             on = {h for h in hosts if any(vm.host == h for vm in cluster.vms if only is None or vm.name in only)}
             reports = merge_reports(reports, bring_up(wave, inputs, on))
             if not last:
@@ -60,6 +65,10 @@ def up(run: Run) -> UpResult:
                     break   # the NAS servers are not there: the rest would fail to mount it
                 wait_exports(cluster, run.targets)
     return UpResult(reports, skip)
+
+
+def _servers(cluster) -> frozenset[str]:
+    return frozenset(vm for servers in served_pools(cluster).values() for vm in servers)
 
 
 def rebuild(run: Run) -> UpResult:
