@@ -18,6 +18,7 @@ from vmbuilder.lvs import LOOP_LOG, Probe, holder, parse_loop
 from vmbuilder.check import Check, first_line
 
 LB_WINDOW = 60          # seconds of requests around the director's loss
+RECONNECT_WITHIN = 60   # a replica retries every 5 s and detects a dead link within 15 s
 
 
 def _power(g: Guests, cluster: Cluster, vm: str, on: bool) -> None:
@@ -139,14 +140,32 @@ def db_failover(cluster: Cluster, g: Guests, say: Say) -> list[Check]:
     finally:
         say(primary.name, "started again; the replica reconnects to it")
         _power(g, cluster, primary.name, on=True)
-    deadline, back = time.monotonic() + 300, False
-    while time.monotonic() < deadline and not back:
-        code, res, _ = g.sh(replica, "mariadb -e 'SHOW SLAVE STATUS\\G' | grep -c 'Running: Yes'")
-        back = code == 0 and res.strip() == "2"
-        if not back:
-            time.sleep(5)
+    # the clock starts when the primary's MariaDB answers again, not at power-on: how long the
+    # old primary takes to boot is the host's business, how long the replica takes to notice
+    # it is back is ours
+    up_again = _wait_sql(g, primary.name, 400)
+    back, seconds = False, 0.0
+    if up_again:
+        started = time.monotonic()
+        while time.monotonic() - started < RECONNECT_WITHIN and not back:
+            code, res, _ = g.sh(replica, "mariadb -e 'SHOW SLAVE STATUS\\G' | grep -c 'Running: Yes'")
+            back = code == 0 and res.strip() == "2"
+            seconds = time.monotonic() - started
+            if not back:
+                time.sleep(2)
     out.append(Check(f"failover: {replica} replicates from {primary.name} again after its restart", back,
-                     "IO and SQL running" if back else "not after 300s"))
+                     f"IO and SQL running {seconds:.0f}s after {primary.name}'s MariaDB answered" if back else
+                     f"not {RECONNECT_WITHIN}s after {primary.name}'s MariaDB answered" if up_again else
+                     f"{primary.name}'s MariaDB did not answer within 400s of its start"))
     booted = _wait_back(g, primary.name, 400)
     out.append(Check(f"failover: {primary.name} is up", booted, "booted, cloud-init done" if booted else "not booted after 400s"))
     return out
+
+
+def _wait_sql(g: Guests, vm: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if g.sh(vm, "mariadb -N -e 'SELECT 1'", timeout=10)[0] == 0:
+            return True
+        time.sleep(2)
+    return False
