@@ -1,3 +1,5 @@
+import shutil
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -42,6 +44,15 @@ def write(tmp_path):
 
 
 @pytest.fixture
+def short_dir():
+    """A folder with a short path: a lab's libvirt socket under pytest's tmp_path (longer still
+    under xdist's per-worker folders) passes the 107 bytes a unix socket path may have."""
+    folder = Path(tempfile.mkdtemp(prefix="vmbt"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
 def small(write):
     return write(SMALL)
 
@@ -59,3 +70,14 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("-", "time per test file")
         for path, seconds in sorted(per_file.items(), key=lambda kv: -kv[1]):
             terminalreporter.write_line(f"{seconds:8.1f} s  {path}")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The Moodle cluster first, then the unit tests, then the other end-to-end files: CI runs
+    two workers (`-n 2 --dist loadfile --no-loadscope-reorder`); the Moodle file, by far the
+    longest, then starts at once on one worker while the other takes everything else, and
+    the other files' guests boot while Moodle's install leaves the host a core to spare."""
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0]
+        return 0 if path.endswith("e2e/test_moodle.py") else 1 if "/unit/" in path else 2
+    items.sort(key=rank)   # stable: the order inside each file stays

@@ -35,8 +35,8 @@ def netns():
     return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
 
 
-def test_two_lab_hosts_start_and_stop_cleanly(write, tmp_path, monkeypatch):
-    monkeypatch.setenv("VMBUILD_STATE", str(tmp_path / "state"))
+def test_two_lab_hosts_start_and_stop_cleanly(write, short_dir, monkeypatch):
+    monkeypatch.setenv("VMBUILD_STATE", str(short_dir / "state"))
     path = write(TWO_HOSTS)
     labs = [hosts.lab_host("labt", h) for h in ("hv1", "hv2")]
     try:
