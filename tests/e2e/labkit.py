@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from vmbuilder.cli.main import cli
-from vmbuilder.lab import hosts, lan
+from vmbuilder.lab import hosts, lan, sshd
 
 needs_root_and_libvirtd = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("libvirtd"),
@@ -44,7 +44,7 @@ def gone(pid: int) -> bool:
 
 
 @contextmanager
-def lab_of(tmp_path_factory, text: str, cluster: str, host_names: tuple[str, ...]):
+def lab_of(tmp_path_factory, text: str, cluster: str, host_names: tuple[str, ...], *start_args: str):
     """Write TEXT as a cluster file, start its lab hosts in a private state folder, yield
     (path, {host: LabHost}); afterwards stop them and prove nothing is left running."""
     state = tmp_path_factory.mktemp("state")
@@ -54,13 +54,14 @@ def lab_of(tmp_path_factory, text: str, cluster: str, host_names: tuple[str, ...
     path.write_text(text)
     labs = {h: hosts.lab_host(cluster, h) for h in host_names}
     try:
-        code, out = run("lab", "start", str(path))
+        code, out = run("lab", "start", str(path), *start_args)
         assert code == 0, out
         yield str(path), labs
     finally:
         pids = [int(l.pidfile(d).read_text()) for l in labs.values() for d in ("libvirtd", "virtlogd")
                 if l.pidfile(d).exists()]
         pids += [p for l in labs.values() for p in hosts._child_pids(l)]
+        pids += [int(sshd.pidfile(l).read_text()) for l in labs.values() if sshd.pidfile(l).exists()]
         code, out = run("lab", "stop", str(path))
         if old is None:
             os.environ.pop("VMBUILD_STATE", None)

@@ -547,3 +547,26 @@ def test_an_error_is_json_too_when_json_was_asked_for(write, tmp_path, monkeypat
     report = _json(r.output)
     assert report["ok"] is False and report["exit_code"] == r.exit_code
     assert any("no-such.sock" in line for line in report["errors"]), report
+
+
+def test_doctor_names_a_missing_bridge_and_vms_that_do_not_fit(write):
+    """What an admin preparing a host needs: each bridge the file plugs into, with the fix for
+    one that is missing, and the memory the host's VMs need against what it has."""
+    from vmbuilder.apply.doctor import _bridges, _capacity
+
+    text = (CLUSTER.replace("networks:\n", "networks:\n  front: {mode: bridge, bridge: br0, cidr: 10.63.0.0/24}\n"
+                                         "  back: {mode: bridge, bridge: eth1, cidr: 10.64.0.0/24}\n")
+            .replace("  - {name: a2, host: hv1, nics: [{network: lan, ip: 10.62.0.12}]}",
+                     "  - {name: a2, host: hv1, memory: 4GiB, nics: [{network: front, ip: 10.63.0.12}, "
+                     "{network: back, ip: 10.64.0.12}]}"))
+    cluster = load_cluster(str(write(text, "bridged.yaml")))
+    with Hypervisor("hv1", URI) as hv:
+        bridges = {c["check"]: c for c in _bridges(_hr(hv, cluster))}
+        memory = _capacity(_hr(hv, cluster))
+    assert bridges["bridge eth1 (network back)"]["ok"]
+    missing = bridges["bridge br0 (network front)"]
+    assert not missing["ok"] and missing["fatal"]
+    assert "bridge_ports" in missing["detail"] and "ifup br0" in missing["detail"]
+    # the test driver's host has 3072 MiB: 256 MiB + 4 GiB do not fit
+    assert [(c["ok"], c["fatal"]) for c in memory] == [(False, True)]
+    assert "2 VMs need 4352 MiB" in memory[0]["detail"] and "3072 MiB" in memory[0]["detail"]

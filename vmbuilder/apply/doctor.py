@@ -8,7 +8,7 @@ from vmbuilder.apply.preflight import MIN_LIBVIRT, version_text
 from vmbuilder.apply.context import HostRun
 from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.hypervisor.targets import Target
-from vmbuilder.model import BootMode, Cluster
+from vmbuilder.model import BootMode, Cluster, NetMode
 from vmbuilder.render import names
 
 PROBE_KERNEL = "/var/lib/libvirt/boot/vmbuild-probe.vmlinuz"
@@ -64,6 +64,43 @@ def _nas(hr: HostRun) -> list[dict]:
     return out
 
 
+BRIDGE_FIX = ("create it, bridged to the LAN: apt-get install bridge-utils, then in /etc/network/interfaces "
+              "'auto {b}' / 'iface {b} inet manual' / '    bridge_ports NIC' (NIC: the host's LAN port), "
+              "and ifup {b}")
+
+
+def _bridges(hr: HostRun) -> list[dict]:
+    """Each host bridge the file's bridged networks plug into (br0, br1 on the seed's hosts)."""
+    out = []
+    for net in hr.cluster.networks_on(hr.host):
+        if net.mode is not NetMode.BRIDGE:
+            continue
+        missing = hr.hv.interface_missing(net.bridge)
+        label = f"bridge {net.bridge} (network {net.name})"
+        if missing is None:
+            out.append(_check(label, True, "libvirt cannot list this host's interfaces: not checked", fatal=False))
+        else:
+            out.append(_check(label, not missing, BRIDGE_FIX.format(b=net.bridge) if missing else "present"))
+    return out
+
+
+def _capacity(hr: HostRun) -> list[dict]:
+    """The VMs placed on the host against its memory: qemu cannot start what does not fit."""
+    vms = hr.cluster.vms_on(hr.host)
+    if not vms:
+        return []
+    cpus, total, free = hr.hv.capacity()
+    need = sum(vm.memory for vm in vms) >> 20
+    vcpus = sum(vm.vcpus for vm in vms)
+    count = "1 VM needs" if len(vms) == 1 else f"{len(vms)} VMs need"
+    detail = (f"{count} {need} MiB and {vcpus} vCPUs; the host has {total} MiB ({free} MiB free) "
+              f"and {cpus} CPUs")
+    if need > total:
+        return [_check("memory", False, detail + f"; move VMs to another host or give them less memory")]
+    return [_check("memory", need <= free, detail + ("" if need <= free else
+                   "; not enough free now: running VMs or other work use the rest"), fatal=False)]
+
+
 def examine(hr: HostRun) -> list[dict]:
     """Each finding about HR's host: check, ok, detail, and whether it stops `up`."""
     checks = []
@@ -72,12 +109,15 @@ def examine(hr: HostRun) -> list[dict]:
     v = hv.version()
     checks.append(_check("libvirt version", v >= MIN_LIBVIRT, version_text(v)))
     types = hv.domain_types()
-    checks.append(_check("domain types", "qemu" in types, ", ".join(sorted(types))))
+    checks.append(_check("domain types", "qemu" in types, ", ".join(sorted(types)) + (
+        "" if "qemu" in types else "; install qemu: apt-get install qemu-system-x86 libvirt-daemon-driver-qemu, "
+        "then restart libvirtd")))
     if target.root is not None:
         problem = accelprobe.local_kvm_device_problem()
         if problem and str(target.root) != "/":
             problem += " (lab hosts run qemu as root and are not held up by it; this machine's own libvirtd is)"
         checks.append(_check("/dev/kvm", problem is None, problem or "usable by the qemu user", fatal=False))
+    checks += _bridges(hr) + _capacity(hr)
     checks += _nas(hr)
     kernel, placed = _kernel_on_host(hv, cluster, target)
     try:

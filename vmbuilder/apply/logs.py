@@ -41,3 +41,13 @@ def journal(run: Run, vm: str, lines: int, unit: str | None) -> tuple[str, str |
             raise OperationError(f"{vm} is not running on {spec.host}; try --serial for its last boot")
         code, out, err = hv.guest_exec(dom, argv, timeout=60)
     return out.rstrip("\n"), (f"{vm}: journalctl exited {code}: {err.strip()[:300]}" if code else None)
+
+
+def console(run: Run, vm: str, stdin: int, write, force: bool = False, idle: float | None = None) -> str:
+    """Attach to VM's serial console through its host's URI; returns why it ended."""
+    spec = _vm(run, vm)
+    with Hypervisor(spec.host, run.targets[spec.host].uri) as hv:
+        dom = hv.domain(names.domain(run.cluster, spec))
+        if dom is None or not hv.domain_active(dom):
+            raise OperationError(f"{vm} is not running on {spec.host}; its last boot: vmbuild logs --serial")
+        return hv.console(dom, stdin, write, force=force, idle=idle)

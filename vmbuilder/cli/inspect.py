@@ -37,6 +37,48 @@ def logs(file: str, vm: str, lab: bool, lines: int, serial: bool, unit: str | No
 
 @click.command(epilog="""\b
 Examples:
+  vmbuild console cluster.yaml web1            # Ctrl-] to leave
+  vmbuild console profiles/clusters/lab.yaml db1 --lab --force
+  printf 'root\\n' | vmbuild console cluster.yaml web1 --idle 3
+""")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("vm", shell_complete=complete_vms)
+@lab_option
+@click.option("--force", is_flag=True, help="Take the console over from another session holding it.")
+@click.option("--idle", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="When input is not a terminal: after it ends, leave once the console is quiet this long.")
+def console(file: str, vm: str, lab: bool, force: bool, idle: float) -> None:
+    """Attach to VM's serial console over its host's libvirt URI (remote hosts too); Ctrl-] leaves."""
+    import os
+
+    from vmbuilder.apply import logs as guestlogs
+
+    run = open_run(file, lab, quiet=True)
+    fd = sys.stdin.fileno()
+    out = sys.stdout.buffer
+
+    def write(data: bytes) -> None:
+        out.write(data)
+        out.flush()
+
+    if not os.isatty(fd):
+        guestlogs.console(run, vm, fd, write, force=force, idle=idle)
+        return
+    import termios
+    import tty
+
+    saved = termios.tcgetattr(fd)
+    click.echo(f"connected to {vm}'s serial console (Ctrl-] to leave)", err=True)
+    try:
+        tty.setraw(fd)
+        why = guestlogs.console(run, vm, fd, write, force=force)
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+    click.echo(f"\r\n{vm}: {why}", err=True)
+
+
+@click.command(epilog="""\b
+Examples:
   vmbuild verify profiles/clusters/moodle.yaml --lab
   vmbuild verify cluster.yaml --failover --json
 """)
@@ -63,4 +105,4 @@ def verify(file: str, lab: bool, failover: bool, as_json: bool) -> None:
         sys.exit(1)
 
 
-COMMANDS = (logs, verify)
+COMMANDS = (logs, console, verify)

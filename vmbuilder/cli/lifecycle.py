@@ -90,7 +90,8 @@ def status(file: str, lab: bool, as_json: bool) -> None:
         else:
             rows.extend(result)
     if as_json:
-        click.echo(json.dumps({"cluster": run.cluster.name, "vms": rows, "host_errors": failed}, indent=2))
+        click.echo(json.dumps({"cluster": run.cluster.name, "vms": rows, "host_errors": failed,
+                               "hosts": [{"host": h, "uri": t.uri} for h, t in run.targets.items()]}, indent=2))
     else:
         click.echo(f"{'VM':<12} {'HOST':<8} {'STATE':<10} {'ACCEL':<5} {'CLOUD-INIT':<10} IPS")
         for r in rows:

@@ -183,6 +183,7 @@ def image_build(recipe: str, force: bool, as_json: bool) -> None:
 EXAMPLES_LAB = """\b
 Examples:
   vmbuild lab start profiles/clusters/moodle.yaml
+  vmbuild lab start profiles/clusters/lab.yaml --ssh    # hosts over qemu+ssh
   vmbuild lab stop profiles/clusters/moodle.yaml
 """
 
@@ -194,17 +195,23 @@ def lab() -> None:
 
 @lab.command("start", epilog=EXAMPLES_LAB)
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--ssh", is_flag=True, help="Also run an sshd per lab host: --lab commands then reach the hosts "
+              "over qemu+ssh, as remote hypervisors.")
 @click.option("--json", "as_json", is_flag=True, help="Print the lab hosts as JSON.")
-def lab_start(file: str, as_json: bool) -> None:
+def lab_start(file: str, ssh: bool, as_json: bool) -> None:
     """Start one lab libvirtd per host of FILE, each in its own network namespace."""
     from vmbuilder.lab import hosts as labhosts
+    from vmbuilder.lab import sshd
 
     cluster = load_cluster(file)
     from vmbuilder.lab.adapt import shared_folders
 
-    shared = shared_folders(cluster, labhosts.lab_root(cluster.name))
+    root = labhosts.lab_root(cluster.name)
+    shared = shared_folders(cluster, root)
     started = [labhosts.start(labhosts.lab_host(cluster.name, h), shared=shared) for h in cluster.hosts]
-    rows = [{"host": l.host, "uri": l.uri, "netns": l.netns} for l in started]
+    if ssh:
+        sshd.record(root, [sshd.start(l, root) for l in started])
+    rows = [{"host": l.host, "uri": sshd.uri(l) if sshd.running(l) else l.uri, "netns": l.netns} for l in started]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     for r in rows if not as_json else []:

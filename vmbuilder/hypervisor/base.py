@@ -2,6 +2,7 @@
 was being done, to what, on which host, with a hint when the cause is a known one."""
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, TypeVar
 
 import libvirt
@@ -25,13 +26,37 @@ def _hint(err: libvirt.libvirtError) -> str:
                 "(libvirt writes volumes as root: export with no_root_squash, or all_squash with the qemu user's uid)")
     if "Permission denied" in text:
         return "check ownership and mode of the path for the qemu user, and AppArmor"
-    if "Host key verification failed" in text:
-        return "add the host's SSH key to known_hosts; vmbuild never turns host-key checking off"
+    changed = re.search(r"Host key for (\S+) has changed", text)
+    if changed:
+        host = changed.group(1)
+        return (f"{host}'s SSH key is not the one recorded in known_hosts (a reinstalled host, or another "
+                f"machine answering): check its fingerprint on the host (ssh-keygen -lf "
+                f"/etc/ssh/ssh_host_ed25519_key.pub), then ssh-keygen -R {host} and ssh root@{host} once to "
+                f"record the new key; vmbuild never turns host-key checking off")
+    unknown = re.search(r"host key is known for (\S+)", text)
+    if unknown or "Host key verification failed" in text:
+        host = unknown.group(1) if unknown else "HOST"
+        return (f"{host}'s SSH key is not in known_hosts: ssh root@{host} once and compare the fingerprint "
+                f"with the host's (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub); vmbuild never turns "
+                f"host-key checking off")
     return ""
 
 
+# what matters in the stderr of ssh that libvirt passes on; the rest is ssh's warning banner
+SSH_LINES = re.compile(r"has changed and you have requested|host key is known for|Host key verification failed"
+                       r"|Permission denied|Could not resolve|Connection refused|Connection timed out|No route"
+                       r"|closed by remote host|nc: ")
+
+
 def message(err: libvirt.libvirtError) -> str:
-    return err.get_error_message() or str(err)
+    """libvirt's message on one line: for a remote host it carries ssh's whole stderr."""
+    text = err.get_error_message() or str(err)
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    if len(lines) <= 1:
+        return text.strip()
+    kept = [l for l in lines if SSH_LINES.search(l)] or lines[-1:]
+    head = lines[0].split(":", 1)[0] if ":" in lines[0] else ""
+    return "; ".join(([head] if head and not SSH_LINES.search(lines[0]) else []) + kept)
 
 
 class Connection:
@@ -94,6 +119,12 @@ class Connection:
 
         caps = self.call("reading capabilities of", "the host", self.conn.getCapabilities)
         return {d.get("type") for d in etree.fromstring(caps).iter("domain")}
+
+    def capacity(self) -> tuple[int, int, int]:
+        """(CPUs, memory MiB, free memory MiB) of the host."""
+        info = self.call("reading the node info of", "the host", self.conn.getInfo)
+        free = self.call("reading the free memory of", "the host", self.conn.getFreeMemory)
+        return info[2], info[1], free >> 20
 
     def interface_missing(self, name: str) -> bool | None:
         """True when the host has no network interface NAME; None when libvirt cannot tell."""

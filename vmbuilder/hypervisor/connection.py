@@ -6,12 +6,13 @@ object; this class only puts them together.
 """
 from __future__ import annotations
 
+from vmbuilder.hypervisor.console import Consoles
 from vmbuilder.hypervisor.domains import Domains
 from vmbuilder.hypervisor.guest import Guest
 from vmbuilder.hypervisor.networks import Networks
 from vmbuilder.hypervisor.storage import Storage
 
 
-class Hypervisor(Domains, Storage, Networks, Guest):
+class Hypervisor(Domains, Storage, Networks, Guest, Consoles):
     def __enter__(self) -> "Hypervisor":
         return super().__enter__()

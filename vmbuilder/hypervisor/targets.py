@@ -40,5 +40,9 @@ def targets(cluster: Cluster, lab: bool = False, start_lab: bool = False) -> dic
             from vmbuilder.lab.adapt import shared_folders
 
             labhosts.start(lh, shared=shared_folders(cluster, labhosts.lab_root(cluster.name)))
-        out[h] = Target(h, lh.uri, lh.folder)
+        from vmbuilder.lab import sshd
+
+        # a lab started with --ssh is reached like a remote host: over qemu+ssh, and with no
+        # file of the host read from this machine
+        out[h] = Target(h, sshd.uri(lh), None) if sshd.running(lh) else Target(h, lh.uri, lh.folder)
     return out

@@ -208,7 +208,10 @@ def _stop_pid(pid: int, grace: float) -> None:
 
 
 def stop(lab: LabHost) -> None:
-    """Stop guests, libvirtd and virtlogd by PID, then remove the namespace. Keeps the folder."""
+    """Stop guests, sshd, libvirtd and virtlogd by PID, then remove the namespace. Keeps the folder."""
+    from vmbuilder.lab import sshd
+
+    sshd.stop(lab)
     for pid in _child_pids(lab):
         _stop_pid(pid, 5.0)
     for daemon in ("libvirtd", "virtlogd"):
