@@ -1,4 +1,5 @@
-"""The reference Moodle cluster (profiles/clusters/moodle.yaml) on two lab hosts, end to end:
+"""The reference Moodle cluster (profiles/clusters/moodle.yaml) on two lab hosts reached over
+qemu+ssh (`lab start --ssh`), end to end:
 8 VMs up with Moodle installed from the shared release tarball (plus a small plugin of the
 test's own), `verify` passes every check (the admin logs in through the VIP, sessions in the
 database, files on NFS, cron), a rolling `update --role web` to a new tarball with a real
@@ -41,7 +42,9 @@ def lab(tmp_path_factory, tarballs):
     text = MOODLE.read_text().replace("accel: auto", "accel: tcg").replace("source: none", f"source: {tarballs[0]}")
     assert str(tarballs[0]) in text
     where = {f"{r}{i}": f"hv{i}" for r in ("lb", "web", "db", "file") for i in (1, 2)}
-    with lab_of(tmp_path_factory, text, "moodle", ("hv1", "hv2")) as (path, labs):
+    # over ssh, as the file's own qemu+ssh URIs would be reached: the product's main path runs
+    # the reference file end to end (the unix socket path is the other e2e files')
+    with lab_of(tmp_path_factory, text, "moodle", ("hv1", "hv2"), "--ssh") as (path, labs):
         yield LabCluster(path, labs, where)
 
 
@@ -54,6 +57,7 @@ def checks(lab, *extra):
 def test_cluster_comes_up_and_verify_passes(lab):
     code, out = run("up", lab.path, "--lab", "--json")
     assert code == 0, why(out)
+    assert all(h["uri"].startswith("qemu+ssh://root@") for h in json.loads(out[out.index("{"):])["hosts"]), out
     code, by_name, out = checks(lab)
     assert code == 0, out
     for name in ("moodle: the admin logs in through the login form; the dashboard shows them logged in",

@@ -96,7 +96,7 @@ def _capacity(hr: HostRun) -> list[dict]:
     detail = (f"{count} {need} MiB and {vcpus} vCPUs; the host has {total} MiB ({free} MiB free) "
               f"and {cpus} CPUs")
     if need > total:
-        return [_check("memory", False, detail + f"; move VMs to another host or give them less memory")]
+        return [_check("memory", False, detail + "; move VMs to another host or give them less memory")]
     return [_check("memory", need <= free, detail + ("" if need <= free else
                    "; not enough free now: running VMs or other work use the rest"), fatal=False)]
 

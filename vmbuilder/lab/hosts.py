@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from vmbuilder import paths
 from vmbuilder.errors import OperationError
+from vmbuilder.lab.procs import alive, read_pid, stop_pid
 
 SUN_PATH_MAX = 107   # sockaddr_un.sun_path is 108 bytes with its closing NUL
 BINDS = ("etc/libvirt", "var/lib/libvirt", "run/libvirt", "var/log/libvirt", "var/cache/libvirt")
@@ -124,26 +124,9 @@ def _fresh_namespace(lab: LabHost) -> None:
     _sh(["ip", "netns", "add", lab.netns], f"creating network namespace {lab.netns}")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
 def running(lab: LabHost) -> bool:
-    pid = _read_pid(lab.pidfile("libvirtd"))
-    return pid is not None and _alive(pid) and lab.socket.exists()
+    pid = read_pid(lab.pidfile("libvirtd"))
+    return pid is not None and alive(pid) and lab.socket.exists()
 
 
 def start(lab: LabHost, timeout: float = 30.0, shared: dict[str, Path] | None = None) -> LabHost:
@@ -186,25 +169,10 @@ def _child_pids(lab: LabHost) -> list[int]:
     pids = []
     for pattern in ("run/libvirt/qemu/*.pid", "run/libvirt/network/*.pid", "var/lib/libvirt/dnsmasq/*.pid"):
         for f in lab.folder.glob(pattern):
-            pid = _read_pid(f)
+            pid = read_pid(f)
             if pid:
                 pids.append(pid)
     return pids
-
-
-def _stop_pid(pid: int, grace: float) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.1)
-    if _alive(pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def stop(lab: LabHost) -> None:
@@ -213,11 +181,11 @@ def stop(lab: LabHost) -> None:
 
     sshd.stop(lab)
     for pid in _child_pids(lab):
-        _stop_pid(pid, 5.0)
+        stop_pid(pid, 5.0)
     for daemon in ("libvirtd", "virtlogd"):
-        pid = _read_pid(lab.pidfile(daemon))
+        pid = read_pid(lab.pidfile(daemon))
         if pid:
-            _stop_pid(pid, 10.0)
+            stop_pid(pid, 10.0)
         lab.pidfile(daemon).unlink(missing_ok=True)
     if lab.netns in _namespaces():
         _sh(["ip", "netns", "del", lab.netns], f"deleting network namespace {lab.netns}")

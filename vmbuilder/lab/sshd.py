@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from vmbuilder.errors import OperationError
+from vmbuilder.lab.procs import alive, read_pid, stop_pid
 
 SSHD = "/usr/sbin/sshd"
 
@@ -98,12 +99,8 @@ def _connect_script(lab, root: Path) -> str:
 
 
 def running(lab) -> bool:
-    try:
-        pid = int(pidfile(lab).read_text().strip())
-        os.kill(pid, 0)
-        return True
-    except (OSError, ValueError):
-        return False
+    pid = read_pid(pidfile(lab))
+    return pid is not None and alive(pid)
 
 
 def start(lab, root: Path, timeout: float = 15.0) -> str:
@@ -156,11 +153,7 @@ def record(root: Path, lines: list[str]) -> Path:
 def stop(lab) -> None:
     if control_path(lab).exists():   # the shared session's master process goes with its host
         subprocess.run(["sh", str(folder(lab) / "connect"), "-O", "exit", lab.host], capture_output=True, timeout=30)
-    try:
-        pid = int(pidfile(lab).read_text().strip())
-    except (OSError, ValueError):
-        return
-    from vmbuilder.lab.hosts import _stop_pid
-
-    _stop_pid(pid, 5.0)
+    pid = read_pid(pidfile(lab))
+    if pid is not None:
+        stop_pid(pid, 5.0)
     pidfile(lab).unlink(missing_ok=True)
