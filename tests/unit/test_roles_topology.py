@@ -275,3 +275,40 @@ def test_cron_takes_turns_across_the_web_tier():
     cluster = load_cluster(MOODLE)
     timers = [seed(cluster, w)[0]["/etc/systemd/system/vmbuild-moodle-cron.timer"] for w in ("web1", "web2")]
     assert [re.search(r"OnCalendar=(\S+)", t).group(1) for t in timers] == ["*:0/2", "*:1/2"]
+
+
+def test_every_db_vm_has_both_sides_of_semisync_on():
+    """`db promote` swaps the roles: each db VM is ready to wait for acknowledgements and to give them."""
+    cluster = load_cluster(str(MOODLE))
+    for vm in ("db1", "db2"):
+        cnf = seed(cluster, vm)[0]["/etc/mysql/mariadb.conf.d/60-vmbuild.cnf"]
+        for line in ("rpl_semi_sync_master_enabled = ON", "rpl_semi_sync_master_wait_point = AFTER_SYNC",
+                     "rpl_semi_sync_slave_enabled = ON", "rpl_semi_sync_master_timeout = 2000"):
+            assert line in cnf, (vm, line)
+
+
+class FakeDb:
+    """A primary and a replica answering SHOW GLOBAL STATUS as MariaDB prints it with -N."""
+    def __init__(self, master: dict, slave: dict):
+        self.status = {"db1": master, "db2": slave}
+
+    def sh(self, vm, script, timeout=60.0):
+        return 0, "".join(f"{k}\t{v}\n" for k, v in self.status[vm].items()), ""
+
+
+@pytest.mark.parametrize("master, slave, ok", [
+    ({"Rpl_semi_sync_master_status": "ON", "Rpl_semi_sync_master_clients": "1",
+      "Rpl_semi_sync_master_yes_tx": "40", "Rpl_semi_sync_master_no_tx": "3"}, {"Rpl_semi_sync_slave_status": "ON"}, True),
+    ({"Rpl_semi_sync_master_status": "OFF", "Rpl_semi_sync_master_clients": "0"}, {"Rpl_semi_sync_slave_status": "OFF"}, False),
+    ({"Rpl_semi_sync_master_status": "ON", "Rpl_semi_sync_master_clients": "0"}, {"Rpl_semi_sync_slave_status": "ON"}, False),
+])
+def test_the_semisync_check_reads_mariadbs_own_status(master, slave, ok, monkeypatch):
+    from vmbuilder.roles import db
+    from vmbuilder.roles.db import semisync
+
+    monkeypatch.setattr(db.time, "sleep", lambda s: None)
+
+    checks = semisync(FakeDb(master, slave), "db1", ["db2"])
+    assert checks[0].ok is ok and (checks[1].ok is (slave["Rpl_semi_sync_slave_status"] == "ON"))
+    if ok:
+        assert "1 of 1 replicas acknowledging, 40 commits acknowledged, 3 not" in checks[0].detail

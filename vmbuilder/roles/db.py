@@ -52,4 +52,38 @@ def checks(cluster: Cluster, g: Guests, secrets: Mapping[str, str]) -> list[Chec
         out.append(Check(f"{r}: a row written on {primary} arrives", seen,
                          f"after {time.monotonic() - started:.1f}s" if seen else
                          (first_line(err) if code != 0 else "not there after 30s")))
+    return out + semisync(g, primary, replicas)
+
+
+def _status(g: Guests, vm: str, prefix: str) -> dict[str, str] | str:
+    code, res, err = g.sh(vm, f"mariadb -N -e \"SHOW GLOBAL STATUS LIKE '{prefix}%'\"")
+    if code != 0:
+        return first_line(err) or f"exit {code}"
+    return dict(line.split("\t", 1) for line in res.splitlines() if "\t" in line)
+
+
+def semisync(g: Guests, primary: str, replicas: list[str]) -> list[Check]:
+    """The primary waits for a replica's acknowledgement of each commit, and each replica
+    gives it: a write Moodle was told about is on two machines."""
+    out = []
+    for attempt in range(4):
+        # after a fallback the primary turns semi-sync back on at the first acknowledgement of
+        # a replica that has caught up (the row written above): give that a moment
+        s = _status(g, primary, "Rpl_semi_sync_master")
+        if isinstance(s, str) or s.get("Rpl_semi_sync_master_status") == "ON" or attempt == 3:
+            break
+        time.sleep(2)
+    if isinstance(s, str):
+        return [Check(f"{primary}: semi-synchronous replication on", False, s)]
+    clients = int(s.get("Rpl_semi_sync_master_clients", "0") or 0)
+    out.append(Check(f"{primary}: semi-synchronous replication on, every replica acknowledging",
+                     s.get("Rpl_semi_sync_master_status") == "ON" and clients >= len(replicas),
+                     f"status {s.get('Rpl_semi_sync_master_status', '?')}, {clients} of {len(replicas)} replicas "
+                     f"acknowledging, {s.get('Rpl_semi_sync_master_yes_tx', '?')} commits acknowledged, "
+                     f"{s.get('Rpl_semi_sync_master_no_tx', '?')} not (asynchronous while no replica answered)"))
+    for r in replicas:
+        s = _status(g, r, "Rpl_semi_sync_slave")
+        on = not isinstance(s, str) and s.get("Rpl_semi_sync_slave_status") == "ON"
+        out.append(Check(f"{r}: acknowledges {primary}'s commits (semi-synchronous replica)", on,
+                         s if isinstance(s, str) else f"status {s.get('Rpl_semi_sync_slave_status', '?')}"))
     return out
