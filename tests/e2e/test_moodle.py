@@ -218,6 +218,15 @@ def test_promote_the_replica(lab):
         code, res, err = lab.sh(web, "grep dbhost /var/www/moodle/config.php | head -1; "
                                      "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/health.php")
         assert "10.10.0.32" in res and res.rstrip().endswith("200"), (web, res, err)
+    # status reads who is primary from the guests; plan says what to change in the file
+    code, out = run("status", lab.path, "--lab", "--json")
+    duty = {r["vm"]: r["duty"] for r in json.loads(out)["vms"]}
+    assert duty["db2"] == "primary (writable)" and duty["db1"] == "read-only, not replicating", duty
+    assert duty["file1"].startswith("sync source") and duty["file2"].startswith("sync target"), duty
+    assert sorted(d.split(" (")[0] for vm, d in duty.items() if vm.startswith("lb")) == ["VIP holder", "backup director"]
+    code, out = run("plan", lab.path, "--lab", "--json")
+    notices = json.loads(out[out.index("{"):])["notices"]
+    assert any("set settings.db_primary: db2" in n for n in notices), out
 
 
 def test_destroy_wipes_everything(lab):

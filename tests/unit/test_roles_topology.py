@@ -312,3 +312,53 @@ def test_the_semisync_check_reads_mariadbs_own_status(master, slave, ok, monkeyp
     assert checks[0].ok is ok and (checks[1].ok is (slave["Rpl_semi_sync_slave_status"] == "ON"))
     if ok:
         assert "1 of 1 replicas acknowledging, 40 commits acknowledged, 3 not" in checks[0].detail
+
+
+class FakeGuests:
+    """Guests whose MariaDB answers `duty`'s script: read_only, then the replica's source."""
+    def __init__(self, answers: dict):
+        self.answers = answers
+
+    def __call__(self, cluster, uris):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def sh(self, vm, script, timeout=60.0):
+        return self.answers[vm]
+
+
+@pytest.mark.parametrize("answers, said", [
+    ({"db1": (0, "0\n", ""), "db2": (0, "1\n10.10.0.31\nYes\n", "")}, []),
+    ({"db1": (-1, "", "db1 is not running"), "db2": (0, "0\n", "")},
+     ["the DB primary is db2 now (writable, read from the guests), the file says settings.db_primary: db1: "
+      "set settings.db_primary: db2"]),
+    ({"db1": (0, "0\n", ""), "db2": (0, "0\n", "")}, ["db1 and db2 are all writable DB primaries now"]),
+    ({"db1": (-1, "", "agent"), "db2": (0, "1\n10.10.0.31\nConnecting\n", "")}, []),
+])
+def test_plan_and_up_say_when_the_guests_primary_is_not_the_files(answers, said, monkeypatch):
+    from vmbuilder.apply import drift
+    from vmbuilder.apply.context import Run
+    from vmbuilder.hypervisor.targets import Target
+
+    monkeypatch.setattr(drift, "Guests", FakeGuests(answers))
+    cluster = load_cluster(str(MOODLE))
+    lines = drift.db_primary(Run(cluster, {h: Target(h, "test:///default", None) for h in cluster.hosts}))
+    assert len(lines) == len(said) and all(l.startswith(s) for l, s in zip(lines, said)), lines
+
+
+@pytest.mark.parametrize("answer, duty", [
+    ((0, "0\n", ""), "primary (writable)"),
+    ((0, "1\n10.10.0.31\nYes\n", ""), "replica of db1"),
+    ((0, "1\n10.10.0.31\nConnecting\n", ""), "replica of db1 (IO Connecting)"),
+    ((0, "1\n", ""), "read-only, not replicating"),
+    ((1, "", "ERROR 2002"), "unknown (MariaDB not answering)"),
+])
+def test_a_db_vms_duty_is_what_its_mariadb_says(answer, duty):
+    from vmbuilder.roles import duty as role_duty
+
+    assert role_duty(load_cluster(str(MOODLE)), "db", "db2", lambda script: answer) == duty

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from vmbuilder.apply import drift
 from vmbuilder.apply.bringup import HostReport, Inputs, bring_up, merge_reports, plan_of, preflight, refuse_on_problems
 from vmbuilder.apply.context import HostRun, Run
 from vmbuilder.apply.images import resolve_all, resolve_code
@@ -45,6 +46,8 @@ def up(run: Run) -> UpResult:
     with cluster_lock(cluster, "up", run.targets):
         # hosts first: an unreachable host should not cost an image build before it is reported
         skip = refuse_on_problems(preflight(run), run.options.continue_on_host_error)
+        for line in drift.db_primary(run):
+            run.report.note(f"notice: {line}")
         inputs = _inputs(run)
         for h in sorted(skip):
             run.report.note(f"{h}: skipped (see the problems above)")

@@ -32,6 +32,8 @@ def plan(file: str, lab: bool, accel: str | None, as_json: bool) -> None:
     """Show what `up` would change on each host of FILE (read-only)."""
     from vmbuilder.apply.up import plan as plan_all
 
+    from vmbuilder.apply.drift import db_primary
+
     run = open_run(file, lab, quiet=True, accel=Accel(accel) if accel else None)
     changes, errors = [], []
     for host, r in plan_all(run).items():
@@ -39,10 +41,13 @@ def plan(file: str, lab: bool, accel: str | None, as_json: bool) -> None:
             errors.append(host_line(host, r))
         else:
             changes += r
+    notices = db_primary(run) if not errors else []
     if as_json:
         click.echo(json.dumps({"cluster": run.cluster.name, "changes": [c.as_dict() for c in changes],
-                               "errors": errors}, indent=2))
+                               "errors": errors, "notices": notices}, indent=2))
     else:
+        for n in notices:
+            click.echo(f"notice: {n}", err=True)
         for c in changes:
             click.echo(f"{c.host:<8} {c.action:<9} {c.kind:<8} {c.name}" + (f"  ({c.detail})" if c.detail else ""))
         for e in errors:

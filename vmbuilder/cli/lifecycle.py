@@ -93,11 +93,12 @@ def status(file: str, lab: bool, as_json: bool) -> None:
         click.echo(json.dumps({"cluster": run.cluster.name, "vms": rows, "host_errors": failed,
                                "hosts": [{"host": h, "uri": t.uri} for h, t in run.targets.items()]}, indent=2))
     else:
-        click.echo(f"{'VM':<12} {'HOST':<8} {'STATE':<10} {'ACCEL':<5} {'CLOUD-INIT':<10} IPS")
+        click.echo(f"{'VM':<12} {'HOST':<8} {'STATE':<10} {'ACCEL':<5} {'CLOUD-INIT':<10} {'IPS':<24} DUTY")
         for r in rows:
             ci = r["cloud_init"] + (f" ({len(r['cloud_init_errors'])})" if r["cloud_init_errors"] else "")
             name = r["vm"] + ("" if r["in_file"] else " (not in file)")
-            click.echo(f"{name:<12} {r['host']:<8} {r['state']:<10} {r['accel']:<5} {ci:<10} {' '.join(r['ips'])}")
+            click.echo(f"{name:<12} {r['host']:<8} {r['state']:<10} {r['accel']:<5} {ci:<10} "
+                       f"{' '.join(r['ips']):<24} {r.get('duty', '')}".rstrip())
         for f in failed:
             click.echo(f"error: {f}", err=True)
     if failed:

@@ -8,6 +8,8 @@ Each module may define:
   facts(cluster, by_name)   a dict merged into the templates' `topology`
   checks(cluster, guests, secrets)   a list of vmbuilder.check.Check
   code(cluster)             the code (an application tarball) its VMs get as a read-only volume
+  duty(cluster, vm, sh)     what VM is doing in its role now, read from the guest through
+                            SH(script) -> (code, stdout, stderr): "primary", "replica", ...
 """
 from __future__ import annotations
 
@@ -46,3 +48,9 @@ def topology_facts(cluster: Cluster, by_name: Mapping[str, dict]) -> dict[str, A
 def checks(cluster: Cluster, guests, secrets: Mapping[str, str]) -> list:
     """Every role's checks; SECRETS: the cluster's generated passwords (a check may log in)."""
     return [c for m in modules() if hasattr(m, "checks") for c in m.checks(cluster, guests, secrets)]
+
+
+def duty(cluster: Cluster, role: str, vm: str, sh) -> str:
+    """VM's duty in ROLE read from the guest ("" when the role has none to tell)."""
+    m = module(role) if role else None
+    return m.duty(cluster, vm, sh) if m is not None and hasattr(m, "duty") else ""

@@ -18,6 +18,23 @@ def facts(cluster: Cluster, by_name) -> dict:
             "db_replicas": [by_name[v.name] for v in topology.db_replicas(cluster)]}
 
 
+def duty(cluster: Cluster, vm: str, sh) -> str:
+    """Writable or not, and replicating from whom: what the guest's MariaDB says, whatever
+    the file's settings.db_primary says."""
+    code, res, _ = sh("mariadb -N -e 'SELECT @@read_only' && mariadb -e 'SHOW SLAVE STATUS\\G' | "
+                      "sed -n 's/^ *\\(Master_Host\\|Slave_IO_Running\\): //p'")
+    lines = res.split()
+    if code != 0 or not lines:
+        return "unknown (MariaDB not answering)"
+    if lines[0] == "0":
+        return "primary (writable)"
+    if len(lines) >= 3:
+        ip, io = lines[1], lines[2]
+        name = next((v.name for v in cluster.vms for n in v.nics if n.ip and str(n.ip.ip) == ip), ip)
+        return f"replica of {name}" + ("" if io == "Yes" else f" (IO {io})")
+    return "read-only, not replicating"
+
+
 def checks(cluster: Cluster, g: Guests, secrets: Mapping[str, str]) -> list[Check]:
     if topology.db_primary(cluster) is None:
         return []

@@ -18,6 +18,17 @@ def facts(cluster: Cluster, by_name) -> dict:
             "file_peers": [by_name[v.name] for v in files[1:]]}
 
 
+def duty(cluster: Cluster, vm: str, sh) -> str:
+    """Which way moodledata flows now: lsyncd pushing from here, or rsyncd taking pushes."""
+    code, res, _ = sh("systemctl is-active lsyncd rsync 2>/dev/null; true")
+    lsyncd, rsyncd = (res.split() + ["", ""])[:2]
+    if lsyncd == "active":
+        return "sync source (lsyncd pushes moodledata)"
+    if rsyncd == "active":
+        return "sync target (takes the source's pushes)"
+    return "not syncing" if code == 0 else "unknown"
+
+
 def checks(cluster: Cluster, g: Guests, secrets: Mapping[str, str]) -> list[Check]:
     out = []
     files = [v.name for v in topology.role_vms(cluster, "file")]

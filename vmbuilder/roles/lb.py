@@ -19,6 +19,16 @@ def facts(cluster: Cluster, by_name) -> dict:
     return {"lvs": asdict(lvs) if lvs else None, "vip_names": topology.vip_names(cluster) if lvs else []}
 
 
+def duty(cluster: Cluster, vm: str, sh) -> str:
+    lvs = topology.lvs(cluster)
+    if lvs is None:
+        return ""
+    code, res, _ = sh(f"ip -4 -o addr show to {lvs.vip}/32")
+    if code != 0:
+        return "unknown"
+    return f"VIP holder ({lvs.vip})" if res.strip() else "backup director"
+
+
 PERSISTENCE_REQUESTS = 6
 
 
