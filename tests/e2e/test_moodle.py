@@ -227,6 +227,9 @@ def test_promote_the_replica(lab):
     code, out = run("plan", lab.path, "--lab", "--json")
     notices = json.loads(out[out.index("{"):])["notices"]
     assert any("set settings.db_primary: db2" in n for n in notices), out
+    # and a rebuild of the file's primary would make a second writable one: refused
+    code, out = run("rebuild", lab.path, "--lab", "--vm", "db1", "--json")
+    assert code == 1 and "refusing to build db1 as a second writable primary" in out, out
 
 
 def test_destroy_wipes_everything(lab):

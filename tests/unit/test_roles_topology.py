@@ -362,3 +362,20 @@ def test_a_db_vms_duty_is_what_its_mariadb_says(answer, duty):
     from vmbuilder.roles import duty as role_duty
 
     assert role_duty(load_cluster(str(MOODLE)), "db", "db2", lambda script: answer) == duty
+
+
+def test_rebuilding_the_files_primary_while_another_is_writable_is_refused(monkeypatch):
+    """db promote made db2 the primary and the file still says db1: rebuilding db1 (or `up`
+    creating it) would bring up a second writable primary."""
+    from vmbuilder.apply import drift
+    from vmbuilder.apply.context import Run
+    from vmbuilder.errors import OperationError
+    from vmbuilder.hypervisor.targets import Target
+
+    monkeypatch.setattr(drift, "Guests", FakeGuests({"db1": (0, "1\n", ""), "db2": (0, "0\n", "")}))
+    cluster = load_cluster(str(MOODLE))
+    run = Run(cluster, {h: Target(h, "test:///default", None) for h in cluster.hosts})
+    with pytest.raises(OperationError, match="refusing to build db1 as a second writable primary: nothing was changed"):
+        drift.refuse_second_primary(run, {"db1", "web1"})
+    lines = drift.refuse_second_primary(run, {"db2", "web1"})     # the others may be rebuilt; it is said
+    assert lines and "set settings.db_primary: db2" in lines[0]

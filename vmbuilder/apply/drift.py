@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from vmbuilder import roles, topology
 from vmbuilder.apply.context import Run
+from vmbuilder.errors import OperationError
 from vmbuilder.verify.guests import Guests
 
 
@@ -27,3 +28,15 @@ def db_primary(run: Run) -> list[str]:
     return [f"the DB primary is {writable[0]} now (writable, read from the guests), the file says "
             f"settings.db_primary: {named.name}: set settings.db_primary: {writable[0]} in {cluster.source}, "
             f"or a VM rebuilt from the file follows {named.name}"]
+
+
+def refuse_second_primary(run: Run, touching: set[str], lines: list[str] | None = None) -> list[str]:
+    """Refuse to build the file's DB primary afresh (create or rebuild) while another db VM is
+    the writable primary: it would come up writable too, two primaries taking writes. Returns
+    the drift lines (for a notice) when nothing is refused."""
+    named = topology.db_primary(run.cluster)
+    lines = db_primary(run) if lines is None else lines
+    if named is not None and named.name in touching and lines:
+        raise OperationError(f"{lines[0]}; refusing to build {named.name} as a second writable primary: "
+                             f"nothing was changed")
+    return lines

@@ -15,6 +15,8 @@ from vmbuilder.apply.lock import cluster_lock
 from vmbuilder.apply.plan import Change
 from vmbuilder.apply.secretstore import load as load_secrets
 from vmbuilder.apply.waves import served_pools, wait_exports, waves
+from vmbuilder import topology
+from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.seed.templates import cluster_facts
 
 
@@ -46,7 +48,9 @@ def up(run: Run) -> UpResult:
     with cluster_lock(cluster, "up", run.targets):
         # hosts first: an unreachable host should not cost an image build before it is reported
         skip = refuse_on_problems(preflight(run), run.options.continue_on_host_error)
-        for line in drift.db_primary(run):
+        primary = topology.db_primary(cluster)
+        absent = _absent(run, primary) if primary is not None and primary.host not in skip else set()
+        for line in drift.refuse_second_primary(run, absent):
             run.report.note(f"notice: {line}")
         inputs = _inputs(run)
         for h in sorted(skip):
@@ -70,6 +74,14 @@ def up(run: Run) -> UpResult:
     return UpResult(reports, skip)
 
 
+def _absent(run: Run, vm) -> set[str]:
+    """{VM's name} when `up` would create its domain (it is not on its host), else {}."""
+    if vm is None:
+        return set()
+    with Hypervisor(vm.host, run.targets[vm.host].uri) as hv:
+        return set() if hv.domain(run.cluster.object_name(vm.name)) else {vm.name}
+
+
 def _servers(cluster) -> frozenset[str]:
     return frozenset(vm for servers in served_pools(cluster).values() for vm in servers)
 
@@ -85,6 +97,7 @@ def rebuild_locked(run: Run) -> UpResult:
     """`rebuild` for a caller that holds the cluster lock already (a rolling update)."""
     chosen = run.options.rebuild
     refuse_on_problems(preflight(run), False)
+    drift.refuse_second_primary(run, set(chosen))
     inputs = _inputs(run)
     hosts = {run.cluster.vm(n).host for n in chosen}
     return UpResult(bring_up(replace(run, options=replace(run.options, only=frozenset(chosen))), inputs, hosts))
