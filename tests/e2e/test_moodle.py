@@ -114,13 +114,17 @@ class Client:
         self.netns = lan.switch_netns(cluster)
         self.bridge = lan.switch_bridge(cluster, "front")
         subprocess.run(["ip", "-n", self.netns, "addr", "replace", f"{CLIENT}/24", "dev", self.bridge], check=True)
-        script = (f"while :; do out=$(curl -s --max-time 20 --resolve {SITE}:80:{VIP} "
-                  f"-w ' HTTP%{{http_code}}' http://{SITE}/login/index.php | tr -d '\\n'); "
-                  "case \"$out\" in *logintoken*HTTP200) echo moodle;; "
-                  "*[Mm]aintenance*HTTP503) echo maintenance;; "
-                  "*) echo \"fail ${out##* }\";; esac; sleep 0.5; done")
+        # a page may take tens of seconds under emulation right after caches were purged: 60 s
+        # before curl gives up; a failure line keeps curl's exit code and the body's start, so
+        # that a page cut short is told from a wrong one
+        script = (f"while :; do out=$(curl -s --max-time 60 --resolve {SITE}:80:{VIP} "
+                  f"-w ' HTTP%{{http_code}}' http://{SITE}/login/index.php | tr -d '\\n'; echo \" rc${{PIPESTATUS[0]}}\"); "
+                  "case \"$out\" in *logintoken*HTTP200\\ rc0) echo moodle;; "
+                  "*[Mm]aintenance*HTTP503\\ rc0) echo maintenance;; "
+                  "*) echo \"fail $(echo \"$out\" | awk '{print $(NF-1), $NF}') $(echo \"$out\" | head -c 120 | tr ' ' _)\";; "
+                  "esac; sleep 0.5; done")
         self.log = log
-        self.proc = subprocess.Popen(["ip", "netns", "exec", self.netns, "sh", "-c", script],
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.netns, "bash", "-c", script],
                                      stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
 
     def last(self) -> str:
