@@ -30,12 +30,12 @@ def db_primary(run: Run) -> list[str]:
             f"or a VM rebuilt from the file follows {named.name}"]
 
 
-def refuse_second_primary(run: Run, touching: set[str], lines: list[str] | None = None) -> list[str]:
+def refuse_second_primary(run: Run, touching: set[str]) -> list[str]:
     """Refuse to build the file's DB primary afresh (create or rebuild) while another db VM is
     the writable primary: it would come up writable too, two primaries taking writes. Returns
     the drift lines (for a notice) when nothing is refused."""
     named = topology.db_primary(run.cluster)
-    lines = db_primary(run) if lines is None else lines
+    lines = db_primary(run)
     if named is not None and named.name in touching and lines:
         raise OperationError(f"{lines[0]}; refusing to build {named.name} as a second writable primary: "
                              f"nothing was changed")

@@ -24,7 +24,7 @@ def _cloud_init(hr: HostRun, libname: str) -> tuple[str, list[str], str]:
 def _duty(hr: HostRun, vm: str, libname: str, role: str | None) -> str:
     """What the VM does in its role now (DB primary or replica, sync source or target, VIP
     holder), read from the guest: after a failover the file's settings are not the truth."""
-    if not role or vm not in {v.name for v in hr.cluster.vms}:
+    if not role:
         return ""
     return roles.duty(hr.cluster, role, vm, lambda script: hr.hv.guest_exec(libname, ["/bin/sh", "-c", script], 20))
 
@@ -47,7 +47,8 @@ def host_status(hr: HostRun) -> list[dict]:
                 try:
                     row["ips"] = hr.hv.guest_ipv4(dom.libname)
                     row["cloud_init"], row["cloud_init_errors"], row["instance_id"] = _cloud_init(hr, dom.libname)
-                    row["duty"] = _duty(hr, name, dom.libname, dom.mark.role) if row["cloud_init"] == "done" else ""
+                    row["duty"] = (_duty(hr, name, dom.libname, dom.mark.role)
+                                   if row["cloud_init"] == "done" and row["in_file"] else "")
                 except HostError:
                     row["cloud_init"] = "unknown (guest agent not answering)"
         rows.append(row)
