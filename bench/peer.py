@@ -157,7 +157,7 @@ def main() -> None:
             peer.remove()
             vmbuild("lab", "stop", str(path))
     print(f"{args.vms} guests of 512 MiB, base role, {args.accel}, one lab host, same image and seeds")
-    print(f"| | time | vs `vmbuild up` |\n|---|---|---|")
+    print("| | time | vs `vmbuild up` |\n|---|---|---|")
     print(f"| `vmbuild up` (to ready) | {up:.1f} s | 1 |")
     print(f"| virt-install, all at once | {at_once:.1f} s | {at_once / up:.2f} |")
     print(f"| virt-install, one by one | {in_turn:.1f} s | {in_turn / up:.2f} |")

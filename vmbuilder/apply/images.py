@@ -44,6 +44,7 @@ def resolve_all(cluster: Cluster, say=lambda text: None) -> dict[str, ImageFiles
 def resolve_code(cluster: Cluster, say=lambda text: None) -> dict[str, Path]:
     """Volume name -> the local ISO of each application's code the cluster's VMs get."""
     from vmbuilder import roles
+    from vmbuilder.image import siteinstall
     from vmbuilder.image.codeiso import code_iso
     from vmbuilder.render import names
 
@@ -51,6 +52,10 @@ def resolve_code(cluster: Cluster, say=lambda text: None) -> dict[str, Path]:
     for role in sorted({vm.role for vm in cluster.vms}):
         code = roles.code_for(cluster, role)
         if code is not None:
-            out[names.code_volume(cluster, code.sha256)] = code_iso(
-                code.name, code.source, code.sha256, code.label, lambda s, n=code.name: say(f"code {n}: {s}"))
+            tell = lambda s, n=code.name: say(f"code {n}: {s}")   # noqa: E731
+            extras = None
+            if code.site is not None:
+                extras = lambda tgz, c=code, t=tell: siteinstall.installed(c.site, tgz, c.sha256, t)   # noqa: E731
+            out[names.code_volume(cluster, code.volume_key)] = code_iso(
+                code.name, code.source, code.sha256, code.label, tell, key=code.volume_key, extras=extras)
     return out

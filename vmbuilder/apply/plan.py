@@ -98,7 +98,7 @@ def needed_volumes(cluster: Cluster, want: DesiredHost) -> dict[tuple[str, str],
             needed[(pool_name, xml.findtext("name"))] = f"disk of {d.vm.name}"
         needed[(d.vm.boot_disk.pool, d.seed_volume.findtext("name"))] = f"seed of {d.vm.name}"
         if d.code is not None:
-            needed[(d.vm.boot_disk.pool, names.code_volume(cluster, d.code.sha256))] = f"code {d.code.name}"
+            needed[(d.vm.boot_disk.pool, names.code_volume(cluster, d.code.volume_key))] = f"code {d.code.name}"
     return needed
 
 

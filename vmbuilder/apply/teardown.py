@@ -81,7 +81,7 @@ def _vm_volume_names(cluster: Cluster, vm, pools: set[str] | None = None) -> set
     vols.add((vm.boot_disk.pool, names.seed_volume(cluster, vm)))
     code = web.code(cluster) if vm.role == "web" else None
     if code is not None:
-        blob = names.code_volume(cluster, code.sha256)
+        blob = names.code_volume(cluster, code.volume_key)
         vols |= {(vm.boot_disk.pool, blob), (vm.boot_disk.pool, names.complete_marker(blob))}
     return {v for v in vols if pools is None or v[0] in pools}
 

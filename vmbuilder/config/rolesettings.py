@@ -15,7 +15,8 @@ from vmbuilder.model import VM, Network
 
 SETTINGS_KEYS = ("vip", "lb", "db_primary", "time_source", "moodle", "firewall")
 SETTINGS_LB_KEYS = ("probe_ips", "persistence")
-SETTINGS_MOODLE_KEYS = ("wwwroot", "source", "sha256", "fullname", "shortname")
+SETTINGS_MOODLE_KEYS = ("wwwroot", "source", "sha256", "fullname", "shortname", "install")
+MOODLE_INSTALLS = ("prebuilt", "guest")
 
 
 def _address(ck: Checker, src: Source, path: tuple, value: Any) -> ipaddress.IPv4Address | None:
@@ -34,6 +35,12 @@ def _moodle(ck: Checker, src: Source, raw: Any) -> dict:
     for key in ("fullname", "shortname"):
         if body.get(key) is not None:
             out[key] = ck.grammar(src, p + (key,), body[key], lambda v, k=key: grammar.one_line(v, k, 255))
+    if body.get("install") is not None:
+        if body["install"] in MOODLE_INSTALLS:
+            out["install"] = body["install"]
+        else:
+            ck.add(src, p + ("install",), "must be prebuilt (vmbuild installs the site natively in the web image's "
+                   "root; the first web server imports it) or guest (the first web server runs Moodle's installer)")
     if body.get("sha256") is not None:
         sha = body["sha256"]
         if not isinstance(sha, str) or not re.match(r"^[0-9a-fA-F]{64}\Z", sha):

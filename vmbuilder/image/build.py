@@ -31,11 +31,14 @@ class BuiltImage:
     kernel: Path
     initrd: Path
     cmdline: str
+    rootfs: Path | None = None   # the root filesystem's folder, for recipes that keep it
 
     @classmethod
     def load(cls, folder: Path) -> "BuiltImage":
         m = json.loads((folder / "manifest.json").read_text())
-        return cls(m["recipe"], folder, folder / "disk.qcow2", folder / "vmlinuz", folder / "initrd.img", m["cmdline"])
+        root = folder / "rootfs"
+        return cls(m["recipe"], folder, folder / "disk.qcow2", folder / "vmlinuz", folder / "initrd.img", m["cmdline"],
+                   root if root.is_dir() else None)
 
 
 def image_folder(recipe: Recipe) -> Path:
@@ -163,7 +166,8 @@ def _build(recipe: Recipe, progress: Callable[[str], None]) -> BuiltImage:
         with open(raw, "wb") as f:
             f.truncate(recipe.size)
         _run(["mkfs.ext4", "-q", "-L", "root", "-d", str(root), str(raw)], "mkfs.ext4", log)
-        shutil.rmtree(root)
+        if not recipe.keep_root:
+            shutil.rmtree(root)
         progress("converting to qcow2")
         _run(["qemu-img", "convert", "-O", "qcow2", "-c", str(raw), str(work / "disk.qcow2")], "qemu-img convert", log)
         raw.unlink()
@@ -171,7 +175,8 @@ def _build(recipe: Recipe, progress: Callable[[str], None]) -> BuiltImage:
                     "packages": list(recipe.packages), "seconds": round(time.monotonic() - t0, 1)}
         (work / "manifest.json").write_text(json.dumps(manifest, indent=2))
         for f in work.iterdir():
-            os.chmod(f, 0o644)
+            if f.is_file():
+                os.chmod(f, 0o644)
         if final.exists():
             shutil.rmtree(final)
         work.rename(final)

@@ -29,12 +29,15 @@ class Recipe:
     # never started at all: boot-time chores a guest of a cluster has no use for, which under
     # emulation cost every boot seconds of CPU that the guests booting beside it need
     masked: tuple[str, ...] = ()
+    # the root filesystem's folder stays beside the disk, for building things natively with the
+    # guests' own packages (Moodle's site is installed that way, see vmbuilder/image/siteinstall.py)
+    keep_root: bool = False
 
     @property
     def key(self) -> str:
         parts = [BUILDER_VERSION, self.suite, self.size, self.cmdline, sorted(self.packages)]
         blob = json.dumps(parts + ([sorted(self.disabled)] if self.disabled else [])
-                          + ([sorted(self.masked)] if self.masked else []))
+                          + ([sorted(self.masked)] if self.masked else []) + (["keep_root"] if self.keep_root else []))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -58,5 +61,6 @@ def load_recipe(name: str, folder: Path | None = None, _seen: tuple = ()) -> Rec
                   cmdline=data.get("cmdline", base.cmdline if base else "root=/dev/vda rw console=ttyS0"),
                   packages=packages, description=data.get("description", ""),
                   disabled=tuple(data.get("disabled_services", base.disabled if base else ())),
+                  keep_root=bool(data.get("keep_root", False)),
                   masked=tuple(base.masked if base else ()) + tuple(u for u in data.get("masked_services", ())
                                                                     if not base or u not in base.masked))

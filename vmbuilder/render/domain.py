@@ -72,7 +72,7 @@ def _devices(dev: etree._Element, cluster: Cluster, vm: VM, code) -> None:
     if code is not None:
         node = sub(dev, "disk", type="file", device="cdrom")
         sub(node, "driver", name="qemu", type="raw")
-        sub(node, "source", file=names.volume_path(cluster, vm.boot_disk.pool, names.code_volume(cluster, code.sha256)))
+        sub(node, "source", file=names.volume_path(cluster, vm.boot_disk.pool, names.code_volume(cluster, code.volume_key)))
         sub(node, "target", dev="sdb", bus="scsi")
         sub(node, "readonly")
     sub(dev, "controller", type="scsi", index="0", model="virtio-scsi")

@@ -1,12 +1,14 @@
 """The web role: Apache and PHP serving Moodle, moodledata over NFS."""
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from typing import Mapping
 
 from vmbuilder.check import Check, GuestShell as Guests, first_line
 from vmbuilder import moodlesite
+from vmbuilder.image.siteinstall import SiteInstall
 from vmbuilder.model import Cluster
 
 RANK = 3
@@ -21,6 +23,14 @@ class Code:
     source: str       # an http(s) URL or a path on the machine that runs vmbuild
     sha256: str
     label: str = "VMBCODE"   # the ISO's volume label: the guest mounts it by that
+    site: SiteInstall | None = None   # installed natively by vmbuild, imported by the first web server
+
+    @property
+    def volume_key(self) -> str:
+        """What names the code's volume: the tarball, and the prebuilt site when there is one."""
+        if self.site is None:
+            return self.sha256
+        return hashlib.sha256(f"{self.sha256}/{self.site.key(self.sha256)}".encode()).hexdigest()
 
 
 def code(cluster: Cluster) -> Code | None:
@@ -29,7 +39,26 @@ def code(cluster: Cluster) -> Code | None:
     source = str(moodle.get("source") or "none")
     if source == "none" or not moodle.get("sha256"):
         return None
-    return Code("moodle", source, moodle["sha256"])
+    return Code("moodle", source, moodle["sha256"], site=_prebuilt(cluster, moodle))
+
+
+def _prebuilt(cluster: Cluster, moodle: dict) -> SiteInstall | None:
+    """The site vmbuild installs natively (settings.moodle.install, `prebuilt` by default when
+    the web servers boot an image of a recipe that keeps its root and the site has one
+    wwwroot), or None: the first web server then runs Moodle's installer itself."""
+    from vmbuilder.image.recipe import load_recipe
+
+    if moodle.get("install") == "guest" or not moodle.get("wwwroot"):
+        return None
+    images = {vm.boot_disk.image for vm in cluster.vms if vm.role == "web" and vm.boot_disk.image}
+    recipes = {cluster.images[i].recipe for i in images if i in cluster.images}
+    if len(recipes) != 1 or None in recipes:
+        return None
+    recipe = load_recipe(next(iter(recipes)))
+    if not recipe.keep_root and moodle.get("install") != "prebuilt":
+        return None
+    return SiteInstall(recipe.name, recipe.key, moodle["wwwroot"], moodle.get("fullname") or f"{cluster.name} Moodle",
+                       moodle.get("shortname") or cluster.name, f"admin@{cluster.domain}")
 
 
 def checks(cluster: Cluster, g: Guests, secrets: Mapping[str, str]) -> list[Check]:

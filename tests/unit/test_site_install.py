@@ -1,0 +1,111 @@
+"""The prebuilt Moodle site: when it is chosen, what names it (the cache and the code volume),
+the code volume's files, and the one-line error for a wrong `install:`. The native install
+itself runs in tests/e2e/test_site_install.py and, imported by a web server, in test_moodle."""
+import hashlib
+import io
+import re
+import subprocess
+import tarfile
+from dataclasses import replace
+
+import yaml
+from click.testing import CliRunner
+
+from tests.conftest import MOODLE
+from vmbuilder.cli.main import cli
+from vmbuilder.config import load_cluster
+from vmbuilder.image.codeiso import code_iso
+from vmbuilder.image.siteinstall import SiteInstall
+from vmbuilder.model import Accel
+from vmbuilder.render import desired_host
+from vmbuilder.render import names
+from vmbuilder.roles import web
+
+
+def _tarball(path):
+    data = b"<?php // version.php\n"
+    with tarfile.open(path, "w:gz") as t:
+        info = tarfile.TarInfo("moodle/version.php")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _cluster(tmp_path, extra=""):
+    tgz = tmp_path / "moodle.tgz"
+    _tarball(tgz)
+    text = MOODLE.read_text().replace("source: none", f"source: {tgz}{extra}")
+    path = tmp_path / "moodle.yaml"
+    path.write_text(text)
+    return load_cluster(str(path))
+
+
+def test_prebuilt_is_the_default_for_the_role_image_and_guest_opts_out(tmp_path):
+    code = web.code(_cluster(tmp_path))
+    assert code.site is not None and code.site.recipe == "debian12-roles"
+    assert code.site.wwwroot == "http://moodle.moodle.internal" and code.site.fullname == "Moodle LMS"
+    assert code.volume_key != code.sha256            # the volume carries the site: another name
+    guest = web.code(_cluster(tmp_path, "\n    install: guest"))
+    assert guest.site is None and guest.volume_key == guest.sha256
+    # the domain XML and the plan name the same volume
+    assert names.code_volume(_cluster(tmp_path), code.volume_key).endswith(f"code-{code.volume_key[:16]}.iso")
+
+
+def test_the_site_key_follows_everything_the_installer_is_given():
+    site = SiteInstall("debian12-roles", "abc", "http://m.example", "Full", "short", "admin@example")
+    key = site.key("1" * 64)
+    assert key == site.key("1" * 64)
+    others = {site.key("2" * 64)} | {replace(site, **{f: v}).key("1" * 64) for f, v in
+                                      [("recipe_key", "abd"), ("wwwroot", "http://n.example"), ("fullname", "Full2"),
+                                       ("shortname", "s2"), ("adminemail", "a@b"), ("lang", "de")]}
+    assert key not in others and len(others) == 7
+
+
+def test_a_wrong_install_value_is_one_line_naming_the_key(tmp_path):
+    tgz = tmp_path / "moodle.tgz"
+    _tarball(tgz)
+    path = tmp_path / "moodle.yaml"
+    path.write_text(MOODLE.read_text().replace("source: none", f"source: {tgz}\n    install: [native]"))
+    r = CliRunner().invoke(cli, ["validate", str(path)])
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    line = [l for l in r.output.splitlines() if "settings.moodle.install" in l]
+    assert len(line) == 1 and re.search(r"moodle\.yaml:\d+: settings\.moodle\.install: must be prebuilt .* or guest", line[0])
+
+
+def test_the_code_volume_holds_the_tarball_and_the_site_by_their_names(tmp_path, monkeypatch):
+    monkeypatch.setenv("VMBUILD_CACHE", str(tmp_path / "cache"))
+    tgz = tmp_path / "moodle.tgz"
+    sha = _tarball(tgz)
+    (tmp_path / "site.sql.gz").write_bytes(b"dump")
+    (tmp_path / "moodledata.tgz").write_bytes(b"data")
+    seen = []
+
+    def extras(local):
+        seen.append(local)
+        return {"site.sql.gz": tmp_path / "site.sql.gz", "moodledata.tgz": tmp_path / "moodledata.tgz"}
+
+    iso = code_iso("moodle", str(tgz), sha, "VMBCODE", key="f" * 64, extras=extras)
+    assert iso.name == f"moodle-{'f' * 64}.iso" and seen == [tgz]
+    listing = subprocess.run(["isoinfo", "-R", "-l", "-i", str(iso)], capture_output=True, text=True, check=True).stdout
+    assert {"moodle.tgz", "site.sql.gz", "moodledata.tgz"} <= set(listing.split())
+    again = code_iso("moodle", str(tgz), sha, "VMBCODE", key="f" * 64, extras=extras)
+    assert again == iso and len(seen) == 1          # cached: no second install
+    plain = code_iso("moodle", str(tgz), sha, "VMBCODE")
+    assert plain.name == f"moodle-{sha}.iso" and "site.sql.gz" not in subprocess.run(
+        ["isoinfo", "-R", "-l", "-i", str(plain)], capture_output=True, text=True, check=True).stdout
+
+
+def test_web_servers_get_the_site_volume_and_a_seed_that_imports_it(tmp_path):
+    cluster = _cluster(tmp_path)
+    code = web.code(cluster)
+    web1 = next(d for d in desired_host(cluster, "hv1", Accel.TCG).vms if d.vm.name == "web1")
+    sources = [s.get("file") for s in web1.domain.findall("devices/disk[@device='cdrom']/source")]
+    assert any(s.endswith(f"code-{code.volume_key[:16]}.iso") for s in sources), sources
+    files = {f["path"]: f["content"] for f in yaml.safe_load(web1.seed.user_data)["write_files"]}
+    install = files["/usr/local/sbin/vmbuild-moodle-install"]
+    # the import, then the site made this cluster's own, then the admin's password from its file
+    order = [install.index(s) for s in ("gunzip -c $site/site.sql.gz | mariadb", "moodle-own-site.php",
+                                        "moodle-admin-password.php")]
+    assert order == sorted(order)
+    assert "set_config('siteidentifier'" in files["/usr/local/lib/vmbuild/moodle-own-site.php"]
+    assert "/run/vmbuild-code/site.sql.gz" in files["/usr/local/sbin/vmbuild-moodle-code"]
