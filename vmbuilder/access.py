@@ -81,6 +81,10 @@ def openings(cluster: Cluster, vm: VM) -> tuple[Opening, ...]:
     if vm.role == "db":
         out.append(Opening("MariaDB for the web servers and replicas", "tcp", (3306,),
                            db_clients(cluster) + replication_clients(cluster)))
+        service = topology.db_service(cluster)
+        if service and any(m.vm == vm.name for m in service.members):
+            peers = tuple(m.ip for m in service.members if m.vm != vm.name)
+            out.append(Opening("VRRP from the other db VMs (the DB service address)", "vrrp", (), peers))
     if vm.role == "file":
         out.append(Opening("NFSv4 moodledata for the web servers", "tcp", (2049,), moodledata_clients(cluster)))
         out.append(Opening("rsync from the other file servers (sync)", "tcp", (873,),

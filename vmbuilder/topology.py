@@ -34,6 +34,17 @@ class Lvs:
     persistence: int = 1800
 
 
+@dataclass(frozen=True)
+class DbService:
+    """The database's service address (settings.db_vip): only a writable primary holds it
+    (keepalived, VRRP between the db VMs), so the web servers follow the primary by it."""
+    vip: str
+    network: str
+    prefix: int
+    router_id: int                  # VRRP virtual_router_id, distinct from the directors'
+    members: tuple[Member, ...]
+
+
 def role_vms(cluster: Cluster, role: str) -> list[VM]:
     return [vm for vm in cluster.vms if vm.role == role]
 
@@ -96,6 +107,34 @@ def lvs(cluster: Cluster) -> Lvs | None:
     return Lvs(vip=str(vip), network=network, prefix=net.cidr.prefixlen, router_id=router_id,
                directors=members(directors), real_servers=members(role_vms(cluster, "web")),
                probe_ips=probes, persistence=int(lb.get("persistence", 1800)))
+
+
+def db_service(cluster: Cluster) -> DbService | None:
+    """The DB service address set-up, or None without settings.db_vip."""
+    text = cluster.settings.get("db_vip")
+    dbs = role_vms(cluster, "db")
+    if not text or not dbs:
+        return None
+    vip = ipaddress.IPv4Address(str(text))
+    network = vip_network(cluster, vip)
+    if network is None:
+        return None
+    lvs_id = lvs(cluster).router_id if lvs(cluster) else None
+    router_id = 1 + int.from_bytes(hashlib.sha256(f"{cluster.name}/db".encode()).digest()[:2], "big") % 254
+    if router_id == lvs_id:
+        router_id = router_id % 254 + 1
+    members = tuple(m for m in (_member(v, network) for v in dbs) if m)
+    return DbService(vip=str(vip), network=network, prefix=cluster.networks[network].cidr.prefixlen,
+                     router_id=router_id, members=members)
+
+
+def db_address(cluster: Cluster) -> str | None:
+    """Where the web servers reach the primary: the service address, else the primary's own."""
+    service = db_service(cluster)
+    if service is not None:
+        return service.vip
+    primary = db_primary(cluster)
+    return first_ip(primary) if primary else None
 
 
 def vip_names(cluster: Cluster) -> list[str]:

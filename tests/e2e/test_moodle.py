@@ -218,14 +218,19 @@ def test_promote_the_replica(lab):
     assert code == 0 and res.split() == ["0", "7"], err          # writable, with the last write of db1
     code, res, _ = lab.sh("db1", "mariadb -N -e 'SELECT @@read_only'")
     assert res.strip() == "1"
+    # the DB service address moved to db2 with the writes; the web servers kept their config
+    assert lab.sh("db2", "ip -4 -o addr show to 10.10.0.30/32")[1].strip()
+    assert not lab.sh("db1", "ip -4 -o addr show to 10.10.0.30/32")[1].strip()
     for web in ("web1", "web2"):
         code, res, err = lab.sh(web, "grep dbhost /var/www/moodle/config.php | head -1; "
+                                     "mariadb --defaults-extra-file=/etc/vmbuild/moodle-db.cnf -N -e "
+                                     "'SELECT v FROM moodle.before'; "
                                      "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/health.php")
-        assert "10.10.0.32" in res and res.rstrip().endswith("200"), (web, res, err)
+        assert "'10.10.0.30'" in res and "7" in res.split() and res.rstrip().endswith("200"), (web, res, err)
     # status reads who is primary from the guests; plan says what to change in the file
     code, out = run("status", lab.path, "--lab", "--json")
     duty = {r["vm"]: r["duty"] for r in json.loads(out)["vms"]}
-    assert duty["db2"] == "primary (writable)" and duty["db1"] == "read-only, not replicating", duty
+    assert duty["db2"] == "primary (writable, holds 10.10.0.30)" and duty["db1"] == "read-only, not replicating", duty
     assert duty["file1"].startswith("sync source") and duty["file2"].startswith("sync target"), duty
     assert sorted(d.split(" (")[0] for vm, d in duty.items() if vm.startswith("lb")) == ["VIP holder", "backup director"]
     code, out = run("plan", lab.path, "--lab", "--json")

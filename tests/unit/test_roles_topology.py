@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tests.conftest import MOODLE
-from vmbuilder import topology
+from vmbuilder import access, topology
 from vmbuilder.config import load_cluster
 from vmbuilder.errors import InputError
 from vmbuilder.secrets import PLACEHOLDERS
@@ -64,16 +64,48 @@ def test_web_is_a_real_server_and_config_follows_the_primary(write):
     assert "ip addr replace 10.20.0.10/32 dev lo" in files["/etc/systemd/system/vmbuild-vip-lo.service"]
     assert "arp_ignore = 1" in files["/etc/sysctl.d/90-vmbuild-lvs-dr.conf"]
     config = files["/etc/vmbuild/moodle-config.php"]
-    assert "$CFG->dbhost    = '10.10.0.31';" in config and "'dbhost' => '10.10.0.32'" in config
-    assert files["/etc/vmbuild/dbhost"].strip() == "10.10.0.31"
+    # the DB service address, whoever is primary; the replica by its own address for reads
+    assert "$CFG->dbhost    = '10.10.0.30';" in config and "'dbhost' => '10.10.0.32'" in config
+    assert files["/etc/vmbuild/dbhost"].strip() == "10.10.0.30"
+    assert "host=10.10.0.30" in files["/etc/vmbuild/moodle-db.cnf"]
     promoted = load_cluster(moodle_with(write, "db_primary: db1", "db_primary: db2"))
     files, _ = seed(promoted, "web1")
-    assert "$CFG->dbhost    = '10.10.0.32';" in files["/etc/vmbuild/moodle-config.php"]
+    assert "$CFG->dbhost    = '10.10.0.30';" in files["/etc/vmbuild/moodle-config.php"]
     assert "'dbhost' => '10.10.0.31'" in files["/etc/vmbuild/moodle-config.php"]
+    # without a service address the web servers name the primary itself
+    plain = load_cluster(write(MOODLE.read_text().replace("db_primary: db1\n", "db_primary: db2\n")
+                               .replace("  db_vip: 10.10.0.30\n", ""), "moodle.yaml"))
+    files, _ = seed(plain, "web1")
+    assert "$CFG->dbhost    = '10.10.0.32';" in files["/etc/vmbuild/moodle-config.php"]
     # and the db seeds swap roles: db1 becomes the replica of db2
     db1, _ = seed(promoted, "db1")
     assert "read_only = 1" in db1["/etc/mysql/mariadb.conf.d/60-vmbuild.cnf"]
     assert "MASTER_HOST='10.10.0.32'" in db1["/usr/local/sbin/vmbuild-db-setup"]
+
+
+def test_the_db_service_address_is_held_by_the_writable_primary_alone():
+    cluster = load_cluster(MOODLE)
+    service = topology.db_service(cluster)
+    assert service.vip == "10.10.0.30" and [m.vm for m in service.members] == ["db1", "db2"]
+    assert service.router_id != topology.lvs(cluster).router_id
+    for vm, peer in (("db1", "10.10.0.32"), ("db2", "10.10.0.31")):
+        files, doc = seed(cluster, vm)
+        conf = files["/etc/keepalived/keepalived.conf"]
+        assert "10.10.0.30/24 dev eth0" in conf and "nopreempt" in conf and f"unicast_peer {{\n    {peer}" in conf
+        assert 'file "/var/lib/vmbuild/db-writable"' in conf and "weight 0" in conf
+        assert "notify_backup /usr/local/sbin/vmbuild-db-fence" in conf
+        fence = files["/usr/local/sbin/vmbuild-db-fence"]
+        # the fence acts only on a writable primary that finds the address held elsewhere
+        order = [fence.index(s) for s in ('= 0 ] || exit 0', "addr show to 10.10.0.30/32", "ping -c 1",
+                                         "SET GLOBAL read_only = 1", "echo 1 > /var/lib/vmbuild/db-writable")]
+        assert order == sorted(order)
+        setup = files["/usr/local/sbin/vmbuild-db-setup"]
+        assert "SELECT IF(@@read_only = 0, 0, 1)" in setup and "systemctl restart keepalived" in setup
+        rules = {o.why: o for o in access.openings(cluster, cluster.vm(vm))}
+        vrrp = rules["VRRP from the other db VMs (the DB service address)"]
+        assert vrrp.proto == "vrrp" and vrrp.sources == (peer,)
+    web, _ = seed(cluster, "web1")
+    assert "/etc/keepalived/keepalived.conf" not in web
 
 
 def test_file_pair_syncs_primary_to_peer():
@@ -105,6 +137,12 @@ def test_lab_section_shrinks_only_in_lab_mode():
      r"settings\.lb\.probe_ips\[1\]: 10\.20\.0\.12 is already the address of lb2"),
     ("persistence: 1800", "persistance: 1800", r"settings\.lb\.persistance: unknown key; did you mean 'persistence'"),
     ("db_primary: db1", "db_primary: web1", r"settings\.db_primary: 'web1' is not a db VM"),
+    ("db_vip: 10.10.0.30", "db_vip: 10.10.0.31", r"settings\.db_vip: 10\.10\.0\.31 is already the address of db1"),
+    ("db_vip: 10.10.0.30", "db_vip: 10.20.0.30",
+     r"settings\.db_vip: db1 \(db\) has no address on network 'front', where the DB service address 10\.20\.0\.30 is"),
+    ("db_vip: 10.10.0.30", "db_vip: 10.99.0.30", r"settings\.db_vip: 10\.99\.0\.30 is in none of the networks"),
+    ("db_vip: 10.10.0.30", "db_vip: 10.10.0.255", r"settings\.db_vip: 10\.10\.0\.255 is the network or broadcast"),
+    ("db_vip: 10.10.0.30", "db_vip: [10.10.0.30]", r"settings\.db_vip: .* is not an IPv4 address"),
     ("    lb: {vcpus: 1, memory: 384MiB}", "    lb: {vcpus: 1, memroy: 384MiB}", r"lab\.roles\.lb\.memroy: unknown key"),
 ])
 def test_role_settings_errors(write, old, new, expected):
@@ -263,11 +301,12 @@ def test_director_health_check_script(tmp_path, served, drained, expected):
     drain.mkdir()
     if drained:
         (drain / "127.0.0.1").touch()
-    assert ' 80 |' in script and "/etc/keepalived/drain/" in script
+    assert '/$ip/80"' in script and "/etc/keepalived/drain/" in script
     path = tmp_path / "check"
-    path.write_text(script.replace(" 80 |", f" {port} |").replace("/etc/keepalived/drain/", f"{drain}/"))
+    path.write_text(script.replace('/$ip/80"', f'/$ip/{port}"').replace("/etc/keepalived/drain/", f"{drain}/"))
+    path.chmod(0o755)
     try:
-        r = subprocess.run(["sh", str(path), "127.0.0.1"], capture_output=True, text=True, timeout=20)
+        r = subprocess.run([str(path), "127.0.0.1"], capture_output=True, text=True, timeout=20)   # by its #!
     finally:
         if server:
             server.shutdown()
@@ -365,7 +404,12 @@ def test_plan_and_up_say_when_the_guests_primary_is_not_the_files(answers, said,
 def test_a_db_vms_duty_is_what_its_mariadb_says(answer, duty):
     from vmbuilder.roles import duty as role_duty
 
-    assert role_duty(load_cluster(str(MOODLE)), "db", "db2", lambda script: answer) == duty
+    def sh(script):   # the service address is db2's only when asked for it
+        return (0, "10.10.0.30/24\n" if holds else "", "") if script.startswith("ip -4") else answer
+
+    for holds in (False, True):
+        want = duty.replace("(writable)", "(writable, holds 10.10.0.30)") if holds else duty
+        assert role_duty(load_cluster(str(MOODLE)), "db", "db2", sh) == want
 
 
 def test_rebuilding_the_files_primary_while_another_is_writable_is_refused(monkeypatch):

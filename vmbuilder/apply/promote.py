@@ -5,8 +5,12 @@
    answer, what it wrote and had not yet sent is lost; the replica's position says how far
    it got.
 2. On the replica: stop replication, forget the primary, make it writable (persistently).
-3. On every web server: point Moodle's config.php and the health page at the new primary
-   and drop the read-only replica option (nobody replicates from the new primary yet).
+3. With a DB service address (settings.db_vip): the old primary's track file says 1 (it
+   gives the address up), the new one's 0 (keepalived moves the address to it); the web
+   servers already use the address. Without one: every web server's config.php and health
+   page are pointed at the new primary.
+4. On every web server: drop the read-only replica option (nobody replicates from the new
+   primary yet).
 
 The cluster file still names the old primary until the user sets settings.db_primary; the
 command says so, because a rebuild renders from the file.
@@ -23,6 +27,7 @@ from vmbuilder.model import Cluster
 from vmbuilder.verify.guests import Guests
 
 ROLE_CNF = "/etc/mysql/mariadb.conf.d/61-vmbuild-promotion.cnf"
+TRACK_FILE = "/var/lib/vmbuild/db-writable"     # keepalived's track file (cloudinit/db)
 
 
 def _sql(g: Guests, vm: str, sql: str, timeout: float = 60) -> tuple[int, str, str]:
@@ -35,6 +40,7 @@ def _persist_read_only(value: int) -> str:
 
 def promote(cluster: Cluster, g: Guests, new: str, say: Say, catch_up_timeout: float = 120.0) -> dict:
     old = topology.db_primary(cluster)
+    service = topology.db_service(cluster)
     target = next((v for v in topology.role_vms(cluster, "db") if v.name == new), None)
     if target is None:
         raise OperationError(f"{new} is not a db VM of cluster {cluster.name}")
@@ -48,6 +54,9 @@ def promote(cluster: Cluster, g: Guests, new: str, say: Say, catch_up_timeout: f
         code, pos, _ = _sql(g, old.name, "SET GLOBAL read_only = 1; SELECT @@gtid_binlog_pos", timeout=30)
         if code == 0:
             g.sh(old.name, _persist_read_only(1))
+            if service is not None:
+                g.sh(old.name, f"mkdir -p /var/lib/vmbuild && echo 1 > {TRACK_FILE}")
+                _until(g, old.name, f"! ip -4 -o addr show to {service.vip}/32 | grep -q .", 30)
             result["old_reachable"] = True
             pos = pos.strip()
             say(old.name, "read-only", f"writes stopped at GTID {pos or '(none)'}")
@@ -69,16 +78,34 @@ def promote(cluster: Cluster, g: Guests, new: str, say: Say, catch_up_timeout: f
         raise OperationError(f"{new}: could not stop replication and open for writes: {err.strip()[:200]}")
     g.sh(new, _persist_read_only(0))
     say(new, "primary", "replication stopped, writable")
+    if service is not None:
+        g.sh(new, f"mkdir -p /var/lib/vmbuild && echo 0 > {TRACK_FILE}")
+        held = _until(g, new, f"ip -4 -o addr show to {service.vip}/32 | grep -q .", 60)
+        say(new, "service address", f"holds {service.vip}" if held else
+            f"does not hold {service.vip} after 60 s: see `journalctl -u keepalived` on {new}")
+        result["service_address"] = service.vip if held else None
     new_ip = topology.first_ip(target)
+    host_change = "" if service is not None else (
+        f"echo {new_ip} > /etc/vmbuild/dbhost && sed -i 's/^host=.*/host={new_ip}/' /etc/vmbuild/moodle-db.cnf && "
+        f"sed -i -e \"s/^\\$CFG->dbhost .*/\\$CFG->dbhost    = '{new_ip}';/\" /var/www/moodle/config.php && ")
     for web in (v.name for v in topology.role_vms(cluster, "web")):
-        code, _, err = g.sh(web, f"echo {new_ip} > /etc/vmbuild/dbhost && "
-                                 f"sed -i -e \"s/^\\$CFG->dbhost .*/\\$CFG->dbhost    = '{new_ip}';/\" "
-                                 f"-e \"s/, 'readonly' => array(.*));\\$/);/\" /var/www/moodle/config.php")
+        code, _, err = g.sh(web, host_change + "sed -i -e \"s/, 'readonly' => array(.*));\\$/);/\" "
+                                 "/var/www/moodle/config.php")
         if code != 0:
-            say(web, "not updated", f"point config.php at {new_ip} by hand: {err.strip()[:160]}")
+            say(web, "not updated", f"edit config.php by hand: {err.strip()[:160]}")
         else:
-            say(web, "config.php", f"dbhost {new_ip}")
+            say(web, "config.php", f"dbhost {service.vip if service else new_ip}, no read-only replica")
     return result
+
+
+def _until(g: Guests, vm: str, test: str, timeout: float) -> bool:
+    """Whether TEST (a shell test on VM) came true within TIMEOUT seconds; polled every second."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if g.sh(vm, test, timeout=20)[0] == 0:
+            return True
+        time.sleep(1)
+    return False
 
 
 def promote_replica(run: Run, new: str) -> dict:

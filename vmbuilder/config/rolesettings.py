@@ -13,7 +13,7 @@ from vmbuilder.config.checks import Checker
 from vmbuilder.config.yamlsrc import Source
 from vmbuilder.model import VM, Network
 
-SETTINGS_KEYS = ("vip", "lb", "db_primary", "time_source", "moodle", "firewall")
+SETTINGS_KEYS = ("vip", "lb", "db_primary", "db_vip", "time_source", "moodle", "firewall")
 SETTINGS_LB_KEYS = ("probe_ips", "persistence")
 SETTINGS_MOODLE_KEYS = ("wwwroot", "source", "sha256", "fullname", "shortname", "install")
 MOODLE_INSTALLS = ("prebuilt", "guest")
@@ -71,6 +71,38 @@ def _moodle(ck: Checker, src: Source, raw: Any) -> dict:
     return {k: v for k, v in out.items() if v is not None}
 
 
+def _db_vip(ck: Checker, src: Source, raw: Any, by_role: dict[str, list], networks: dict[str, Network],
+            used: dict, lvs_vip: str | None) -> str | None:
+    """The database's service address: held by the writable primary, so the web servers never
+    name a VM; every db VM must be on its network to hold it in turn, every web server to reach it."""
+    p = ("settings", "db_vip")
+    addr = _address(ck, src, p, raw)
+    if addr is None:
+        return None
+    net = next((n for n in networks.values() if addr in n.cidr), None)
+    if net is None:
+        ck.add(src, p, f"{addr} is in none of the networks ({', '.join(f'{n.name} {n.cidr}' for n in networks.values())})")
+        return None
+    if addr in (net.cidr.network_address, net.cidr.broadcast_address):
+        ck.add(src, p, f"{addr} is the network or broadcast address of {net.name!r} ({net.cidr})")
+        return None
+    taken = {a: what for a, what in ((net.gateway, "the network's gateway"), (net.host_ip, "the host's address"))
+             if a is not None}
+    if (net.name, addr) in used or addr in taken or str(addr) == lvs_vip:
+        who = used.get((net.name, addr)) or taken.get(addr) or "the directors' VIP (settings.vip)"
+        ck.add(src, p, f"{addr} is already {who if who.startswith('the') else 'the address of ' + who}")
+        return None
+    if not by_role.get("db"):
+        ck.add(src, p, "there are no db VMs to hold it")
+        return None
+    for vm in by_role.get("db", []) + by_role.get("web", []):
+        if not any(n.network == net.name and n.ip for n in vm.nics):
+            ck.add(src, p, f"{vm.name} ({vm.role}) has no address on network {net.name!r}, where the DB service "
+                   f"address {addr} is; every db VM holds it in turn and every web server reaches it there")
+            return None
+    return str(addr)
+
+
 def _file_sha256(path: str) -> str | OSError:
     import stat
 
@@ -117,6 +149,10 @@ def check(ck: Checker, src: Source, raw: Any, vms: list[VM], networks: dict[str,
     elif by_role.get("lb"):
         ck.add(src, ("settings",), f"missing required key 'vip': the lb VMs "
                f"({', '.join(v.name for v in by_role['lb'])}) need the virtual IP they hold")
+    if settings.get("db_vip") is not None:
+        db_vip = _db_vip(ck, src, settings["db_vip"], by_role, networks, used, out.get("vip"))
+        if db_vip is not None:
+            out["db_vip"] = db_vip
     lb = settings.get("lb")
     if lb is not None:
         lb = ck.mapping(src, ("settings", "lb"), lb, SETTINGS_LB_KEYS)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import asdict
 from typing import Mapping
 
 from vmbuilder import topology
@@ -14,8 +15,11 @@ RANK = 1
 
 def facts(cluster: Cluster, by_name) -> dict:
     primary = topology.db_primary(cluster)
+    service = topology.db_service(cluster)
     return {"db_primary": by_name[primary.name] if primary else None,
-            "db_replicas": [by_name[v.name] for v in topology.db_replicas(cluster)]}
+            "db_replicas": [by_name[v.name] for v in topology.db_replicas(cluster)],
+            "db_service": asdict(service) if service else None,
+            "db_address": topology.db_address(cluster) or ""}
 
 
 def duty(cluster: Cluster, vm: str, sh) -> str:
@@ -27,6 +31,11 @@ def duty(cluster: Cluster, vm: str, sh) -> str:
     if code != 0 or not lines:
         return "unknown (MariaDB not answering)"
     if lines[0] == "0":
+        service = topology.db_service(cluster)
+        if service is not None:
+            code, held, _ = sh(f"ip -4 -o addr show to {service.vip}/32")
+            if code == 0 and held.strip():
+                return f"primary (writable, holds {service.vip})"
         return "primary (writable)"
     if len(lines) >= 3:
         ip, io = lines[1], lines[2]
@@ -69,7 +78,29 @@ def checks(cluster: Cluster, g: Guests, secrets: Mapping[str, str]) -> list[Chec
         out.append(Check(f"{r}: a row written on {primary} arrives", seen,
                          f"after {time.monotonic() - started:.1f}s" if seen else
                          (first_line(err) if code != 0 else "not there after 30s")))
-    return out + semisync(g, primary, replicas)
+    return out + semisync(g, primary, replicas) + service_address(cluster, g, primary)
+
+
+def service_address(cluster: Cluster, g: Guests, primary: str) -> list[Check]:
+    """The DB service address is held by exactly one db VM, the writable primary, and a web
+    server reaches MariaDB through it (as Moodle does)."""
+    service = topology.db_service(cluster)
+    if service is None:
+        return []
+    holders = [m.vm for m in service.members
+               if g.sh(m.vm, f"ip -4 -o addr show to {service.vip}/32")[1].strip()]
+    out = [Check(f"DB service address {service.vip} is held by the primary ({primary}) alone", holders == [primary],
+                 f"held by {', '.join(holders) or 'nobody'}")]
+    web = next((v.name for v in topology.role_vms(cluster, "web")), None)
+    if web is not None:
+        _, own, _ = g.sh(primary, "mariadb -N -e 'SELECT @@server_id'")
+        code, res, err = g.sh(web, "mariadb --defaults-extra-file=/etc/vmbuild/moodle-db.cnf -N -e "
+                                   "'SELECT @@server_id, @@read_only'")
+        out.append(Check(f"{web}: reaches the writable primary through {service.vip}",
+                         code == 0 and own.strip() != "" and res.split() == [own.strip(), "0"],
+                         f"server_id {' read_only '.join(res.split())} (the primary's: {own.strip() or '?'})"
+                         if code == 0 else first_line(err) or f"exit {code}"))
+    return out
 
 
 def _status(g: Guests, vm: str, prefix: str) -> dict[str, str] | str:
