@@ -36,6 +36,8 @@ from vmbuilder.seed.encode import php_string
 FORMAT = "1"            # bump when what is installed or dumped changes, so caches are remade
 FILES = ("site.sql.gz", "moodledata.tgz")
 TIMEOUT = 1800          # seconds for the whole native install; natively it takes under a minute
+# character devices of the install's own /dev (name, major, minor)
+DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0))
 # what Moodle rebuilds by itself, or must not carry over from one site to another (the cache
 # configuration holds the site identifier the guest replaces)
 DATAROOT_SKIPPED = ("cache", "localcache", "temp", "sessions", "lock", "muc", "trashdir")
@@ -131,7 +133,7 @@ def _install(site: SiteInstall, tarball: Path, final: Path, say: Callable[[str],
 
 def _unmount_leftovers(work: Path) -> None:
     # the mounts were made in the namespace and went with it; this only guards a kernel or
-    # unshare that left one visible here, so that rmtree never walks into a mounted /dev
+    # unshare that left one visible here, so that rmtree never walks into a mounted folder
     merged = work / "merged"
     with open("/proc/self/mounts") as f:
         if any(line.split()[1].startswith(str(merged)) for line in f):
@@ -187,7 +189,12 @@ def _inside(spec_file: str) -> None:
     _run(["mount", "-t", "overlay", "overlay", "-o",
           f"lowerdir={spec['lower']},upperdir={work / 'upper'},workdir={work / 'ovl'}", m])
     _run(["mount", "-t", "proc", "proc", m / "proc"])
-    _run(["mount", "--rbind", "/dev", m / "dev"])
+    # a /dev of its own with the few devices PHP and MariaDB use, not this machine's
+    _run(["mount", "-t", "tmpfs", "-o", "mode=0755,nosuid", "tmpfs", m / "dev"])
+    for name, major, minor in DEVICES:
+        _run(["mknod", "-m", "0666", m / "dev" / name, "c", major, minor])
+    (m / "dev/shm").mkdir()
+    _run(["mount", "-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "tmpfs", m / "dev/shm"])
     for tmp in ("run", "tmp"):
         _run(["mount", "-t", "tmpfs", "tmpfs", m / tmp])
     code = m / "var/www/moodle"
