@@ -31,7 +31,7 @@ from typing import Callable
 
 from vmbuilder import paths
 from vmbuilder.errors import OperationError
-from vmbuilder.seed.encode import php_string
+from vmbuilder.encode import php_string
 
 FORMAT = "1"            # bump when what is installed or dumped changes, so caches are remade
 FILES = ("site.sql.gz", "moodledata.tgz")

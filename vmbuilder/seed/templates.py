@@ -14,11 +14,11 @@ from typing import Any, Mapping
 import jinja2
 import yaml
 
-from vmbuilder import access, paths, roles, topology
+from vmbuilder import access, encode, paths, roles, topology
 from vmbuilder.secrets import PLACEHOLDERS
 from vmbuilder.errors import InputError, Problem
 from vmbuilder.model import VM, Cluster, NetMode
-from vmbuilder.seed import encode, firewall, yamlout
+from vmbuilder.seed import firewall, yamlout
 
 
 @dataclass(frozen=True)
