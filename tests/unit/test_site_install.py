@@ -1,6 +1,6 @@
 """The prebuilt Moodle site: when it is chosen, what names it (the cache and the code volume),
 the code volume's files, and the one-line error for a wrong `install:`. The native install
-itself runs in tests/e2e/test_site_install.py and, imported by a web server, in test_moodle."""
+itself runs in tests/e2e/test_native_site.py and, imported by a web server, in test_moodle."""
 import hashlib
 import io
 import re
