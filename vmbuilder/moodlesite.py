@@ -28,6 +28,7 @@ DB = "mariadb --defaults-extra-file=/etc/vmbuild/moodle-db.cnf -N -e "
 LOGGED_IN = re.compile(r"login/logout\.php\?sesskey=")
 SESSKEY = re.compile(r'"sesskey":"([A-Za-z0-9]+)"')
 ADMIN = "admin"
+PAGE_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -55,15 +56,18 @@ class Browser:
         self.vm = probe.director.vm
 
     def _curl(self) -> str:
-        return (f"ip netns exec {NETNS} curl -sS --max-time 120 --interface {self.probe.lvs.probe_ips[0]} "
+        # a first page after an install or a purge rebuilds Moodle's caches: minutes under
+        # emulation on a busy machine; a page cut short by the time limit is a failure (HTTP
+        # 0), never a partial 200 page
+        return (f"ip netns exec {NETNS} curl -sS --max-time {PAGE_SECONDS} --interface {self.probe.lvs.probe_ips[0]} "
                 f"--resolve {self.site.host}:{self.site.port}:{self.probe.lvs.vip} "
                 f"-b {JAR}/jar -c {JAR}/jar")
 
     def get(self, path: str) -> tuple[int, str]:
         """(HTTP status, body) of GET PATH through the VIP, redirects followed."""
-        script = (f"{self._curl()} -L --max-redirs 5 -o {JAR}/page -w '%{{http_code}}' "
-                  f"{shlex.quote(self.site.wwwroot + path)}; echo; cat {JAR}/page")
-        return _answer(*self.g.sh(self.vm, script, timeout=180))
+        script = (f"status=$({self._curl()} -L --max-redirs 5 -o {JAR}/page -w '%{{http_code}}' "
+                  f"{shlex.quote(self.site.wwwroot + path)}) || status=0; echo $status; cat {JAR}/page")
+        return _answer(*self.g.sh(self.vm, script, timeout=PAGE_SECONDS + 60))
 
     def login(self, password: str) -> tuple[int, str]:
         """The login form as a person fills it: its logintoken, then a POST; the dashboard after."""
@@ -72,11 +76,12 @@ class Browser:
         if status != 200 or token is None:
             return status, "no login form with a logintoken"
         script = (f"umask 077; printf '%s' {shlex.quote(password)} > {JAR}/pw; "
-                  f"{self._curl()} -L --max-redirs 5 -o {JAR}/page -w '%{{http_code}}' "
+                  f"status=$({self._curl()} -L --max-redirs 5 -o {JAR}/page -w '%{{http_code}}' "
                   f"--data-urlencode username={ADMIN} --data-urlencode password@{JAR}/pw "
                   f"--data-urlencode logintoken={shlex.quote(token.group(1))} "
-                  f"{shlex.quote(self.site.wwwroot + '/login/index.php')}; rm -f {JAR}/pw; echo; cat {JAR}/page")
-        return _answer(*self.g.sh(self.vm, script, timeout=180))
+                  f"{shlex.quote(self.site.wwwroot + '/login/index.php')}) || status=0; rm -f {JAR}/pw; "
+                  f"echo $status; cat {JAR}/page")
+        return _answer(*self.g.sh(self.vm, script, timeout=PAGE_SECONDS + 60))
 
     def cookie(self) -> str:
         code, out, _ = self.g.sh(self.vm, f"awk '$6 == \"MoodleSession\" {{print $7}}' {JAR}/jar")
@@ -88,7 +93,7 @@ class Browser:
         held, _ = holder(self.g, self.probe.lvs)
         lvs = self.probe.lvs
         for d in held:
-            code, out, _ = self.g.sh(d.vm, "ipvsadm -Lnc", timeout=20)
+            code, out, _ = self.g.sh(d.vm, "ipvsadm -Lnc", timeout=60)
             mine = [p for p in (l.split() for l in (out.splitlines() if code == 0 else []))
                     if len(p) >= 6 and p[3].rsplit(":", 1)[0] == lvs.probe_ips[0] and p[4].startswith(lvs.vip + ":")]
             if not mine:
@@ -102,10 +107,10 @@ class Browser:
 
 def _direct(g: Guests, web: str, s: Site, path: str, cookie: str, extra: str = "") -> tuple[int, str]:
     """GET (or, with EXTRA curl arguments, POST) PATH on web server WEB itself, by the site's name."""
-    return _answer(*g.sh(web, f"curl -sS --max-time 120 -o /run/vmbuild-page -w '%{{http_code}}' "
+    return _answer(*g.sh(web, f"status=$(curl -sS --max-time {PAGE_SECONDS} -o /run/vmbuild-page -w '%{{http_code}}' "
                                f"-H {shlex.quote('Host: ' + s.host)} -b MoodleSession={shlex.quote(cookie)} {extra} "
-                               f"{shlex.quote('http://127.0.0.1' + path)}; echo; cat /run/vmbuild-page; "
-                               f"rm -f /run/vmbuild-page", timeout=180))
+                               f"{shlex.quote('http://127.0.0.1' + path)}) || status=0; echo $status; "
+                               f"cat /run/vmbuild-page; rm -f /run/vmbuild-page", timeout=PAGE_SECONDS + 60))
 
 
 def _answer(code: int, out: str, err: str) -> tuple[int, str]:
