@@ -78,6 +78,11 @@ def first_ip(vm: VM) -> str | None:
     return next((str(n.ip.ip) for n in vm.nics if n.ip), None)
 
 
+def _router_id(text: str) -> int:
+    """A VRRP virtual_router_id (1..254) that follows TEXT, the same on every member."""
+    return 1 + int.from_bytes(hashlib.sha256(text.encode()).digest()[:2], "big") % 254
+
+
 def _member(vm: VM, network: str) -> Member | None:
     for i, nic in enumerate(vm.nics):
         if nic.network == network and nic.ip is not None:
@@ -102,7 +107,7 @@ def lvs(cluster: Cluster) -> Lvs | None:
     net = cluster.networks[network]
     lb = cluster.settings.get("lb") or {}
     probes = tuple(str(p) for p in lb.get("probe_ips") or ()) or default_probe_ips(cluster, network, vip)
-    router_id = 1 + int.from_bytes(hashlib.sha256(cluster.name.encode()).digest()[:2], "big") % 254
+    router_id = _router_id(cluster.name)
     members = lambda vms: tuple(m for m in (_member(v, network) for v in vms) if m)
     return Lvs(vip=str(vip), network=network, prefix=net.cidr.prefixlen, router_id=router_id,
                directors=members(directors), real_servers=members(role_vms(cluster, "web")),
@@ -120,7 +125,7 @@ def db_service(cluster: Cluster) -> DbService | None:
     if network is None:
         return None
     lvs_id = lvs(cluster).router_id if lvs(cluster) else None
-    router_id = 1 + int.from_bytes(hashlib.sha256(f"{cluster.name}/db".encode()).digest()[:2], "big") % 254
+    router_id = _router_id(f"{cluster.name}/db")
     if router_id == lvs_id:
         router_id = router_id % 254 + 1
     members = tuple(m for m in (_member(v, network) for v in dbs) if m)

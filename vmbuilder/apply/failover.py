@@ -30,19 +30,9 @@ def _power(g: Guests, cluster: Cluster, vm: str, on: bool) -> None:
         hv.force_off(libname)
 
 
-def _until(g: Guests, vm: str, script: str, timeout: float, every: float) -> bool:
-    """Until SCRIPT succeeds in VM (bounded by TIMEOUT)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if g.sh(vm, script, timeout=10)[0] == 0:
-            return True
-        time.sleep(every)
-    return False
-
-
 def _wait_back(g: Guests, vm: str, timeout: float) -> bool:
     """Booted to the end: cloud-init's last stage of this boot has written its result."""
-    return _until(g, vm, "test -s /run/cloud-init/result.json", timeout, 3)
+    return g.until(vm, "test -s /run/cloud-init/result.json", timeout, 3)
 
 
 def lb_failover(cluster: Cluster, g: Guests, say: Say, admin_password: str | None = None) -> list[Check]:
@@ -148,7 +138,7 @@ def db_failover(cluster: Cluster, g: Guests, say: Say) -> list[Check]:
     # the clock starts when the primary's MariaDB answers again, not at power-on: how long the
     # old primary takes to boot is the host's business, how long the replica takes to notice
     # it is back is ours
-    up_again = _until(g, primary.name, "mariadb -N -e 'SELECT 1'", 400, 2)
+    up_again = g.until(primary.name, "mariadb -N -e 'SELECT 1'", 400, 2)
     back, seconds = False, 0.0
     if up_again:
         started = time.monotonic()

@@ -56,7 +56,7 @@ def promote(cluster: Cluster, g: Guests, new: str, say: Say, catch_up_timeout: f
             g.sh(old.name, _persist_read_only(1))
             if service is not None:
                 g.sh(old.name, f"mkdir -p /var/lib/vmbuild && echo 1 > {TRACK_FILE}")
-                _until(g, old.name, f"! ip -4 -o addr show to {service.vip}/32 | grep -q .", 30)
+                g.until(old.name, f"! ip -4 -o addr show to {service.vip}/32 | grep -q .", 30)
             result["old_reachable"] = True
             pos = pos.strip()
             say(old.name, "read-only", f"writes stopped at GTID {pos or '(none)'}")
@@ -80,7 +80,7 @@ def promote(cluster: Cluster, g: Guests, new: str, say: Say, catch_up_timeout: f
     say(new, "primary", "replication stopped, writable")
     if service is not None:
         g.sh(new, f"mkdir -p /var/lib/vmbuild && echo 0 > {TRACK_FILE}")
-        held = _until(g, new, f"ip -4 -o addr show to {service.vip}/32 | grep -q .", 60)
+        held = g.until(new, f"ip -4 -o addr show to {service.vip}/32 | grep -q .", 60)
         say(new, "service address", f"holds {service.vip}" if held else
             f"does not hold {service.vip} after 60 s: see `journalctl -u keepalived` on {new}")
         result["service_address"] = service.vip if held else None
@@ -96,16 +96,6 @@ def promote(cluster: Cluster, g: Guests, new: str, say: Say, catch_up_timeout: f
         else:
             say(web, "config.php", f"dbhost {service.vip if service else new_ip}, no read-only replica")
     return result
-
-
-def _until(g: Guests, vm: str, test: str, timeout: float) -> bool:
-    """Whether TEST (a shell test on VM) came true within TIMEOUT seconds; polled every second."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if g.sh(vm, test, timeout=20)[0] == 0:
-            return True
-        time.sleep(1)
-    return False
 
 
 def promote_replica(run: Run, new: str) -> dict:

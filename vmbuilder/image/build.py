@@ -3,7 +3,6 @@
 are kept beside it for libvirt's direct kernel boot. Results are cached by recipe key."""
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -12,11 +11,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable
 
 from vmbuilder import paths
 from vmbuilder.errors import OperationError
+from vmbuilder.image.cachelock import one_builder
 from vmbuilder.image.recipe import Recipe
 
 MIRROR = "http://deb.debian.org/debian"
@@ -106,27 +105,12 @@ def _fixups(root: Path) -> None:
             link.symlink_to(f"/lib/systemd/system/{unit}")
 
 
-@contextmanager
-def _builder_lock(recipe: Recipe, progress: Callable[[str], None]) -> Iterator[None]:
-    """One builder per recipe on this machine: a second `up` (another shell, another CI job)
-    waits for the first build and takes its result, instead of building the same image beside
-    it and swapping the folder under the first one's upload."""
-    folder = image_folder(recipe).parent
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f".{recipe.name}-{recipe.key}.lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            progress(f"waiting for another vmbuild building the {recipe.name} image")
-            fcntl.flock(f, fcntl.LOCK_EX)
-        yield   # the lock goes with the file's close
-
-
 def build(recipe: Recipe, progress: Callable[[str], None] = lambda s: None, force: bool = False) -> BuiltImage:
     done = cached(recipe)
     if done and not force:
         return done
-    with _builder_lock(recipe, progress):
+    folder = image_folder(recipe)
+    with one_builder(folder.parent / f".{folder.name}.lock", f"the {recipe.name} image", progress):
         done = cached(recipe)
         if done and not force:
             return done   # built by the one we waited for

@@ -14,7 +14,6 @@ any network, and everything started there dies with the namespace's first proces
 """
 from __future__ import annotations
 
-import fcntl
 import gzip
 import hashlib
 import json
@@ -32,6 +31,7 @@ from typing import Callable
 from vmbuilder import paths
 from vmbuilder.errors import OperationError
 from vmbuilder.encode import php_string
+from vmbuilder.image.cachelock import one_builder
 
 FORMAT = "1"            # bump when what is installed or dumped changes, so caches are remade
 FILES = ("site.sql.gz", "moodledata.tgz")
@@ -71,13 +71,7 @@ def installed(site: SiteInstall, tarball: Path, tarball_sha256: str,
     final = folder(site, tarball_sha256)
     if all((final / f).is_file() for f in FILES):
         return {f: final / f for f in FILES}
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with open(final.parent / f".{final.name}.lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            say("waiting for another vmbuild installing the same site")
-            fcntl.flock(lock, fcntl.LOCK_EX)
+    with one_builder(final.parent / f".{final.name}.lock", "the same Moodle site", say):
         if not all((final / f).is_file() for f in FILES):
             _install(site, tarball, final, say)
     return {f: final / f for f in FILES}

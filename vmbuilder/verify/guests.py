@@ -1,6 +1,7 @@
 """Running commands in the cluster's guests, by VM name, whatever host they are on."""
 from __future__ import annotations
 
+import time
 from contextlib import ExitStack
 
 from vmbuilder.errors import HostError
@@ -39,3 +40,12 @@ class Guests:
             return hv.guest_exec(dom, ["/bin/sh", "-c", script], timeout)
         except HostError as e:
             return -1, "", e.cause
+
+    def until(self, vm: str, script: str, timeout: float, every: float = 1.0) -> bool:
+        """Whether SCRIPT succeeded in VM within TIMEOUT seconds, tried every EVERY seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.sh(vm, script, timeout=20)[0] == 0:
+                return True
+            time.sleep(every)
+        return False
