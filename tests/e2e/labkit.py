@@ -21,14 +21,16 @@ def run(*args):
 
 
 def why(out: str) -> str:
-    """The lines that explain a failed `up --json` first, then everything."""
+    """The lines that explain a failed `up --json` or `verify --json` first, then the end of
+    the output: CI keeps only the start of a long assertion message."""
     import json
 
     try:
         report = json.loads(out[out.index("{"):])
     except ValueError:
         return out
-    lines = [f"{h['host']}: {h['error']}" for h in report.get("hosts", []) if h.get("error")]
+    lines = [f"FAILED {c['name']}: {c.get('detail', '')}" for c in report.get("checks", []) if not c["ok"]]
+    lines += [f"{h['host']}: {h['error']}" for h in report.get("hosts", []) if h.get("error")]
     lines += [f"{h['host']}/{vm}: {v['problem'] or v['errors']}" for h in report.get("hosts", [])
               for vm, v in h.get("vms", {}).items() if not v["ready"] or v["problem"] or v["errors"]]
     return "\n".join(lines + ["", out[-4000:]])

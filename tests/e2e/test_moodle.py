@@ -59,7 +59,7 @@ def test_cluster_comes_up_and_verify_passes(lab):
     assert code == 0, why(out)
     assert all(h["uri"].startswith("qemu+ssh://root@") for h in json.loads(out[out.index("{"):])["hosts"]), out
     code, by_name, out = checks(lab)
-    assert code == 0, out
+    assert code == 0, why(out)
     for name in ("moodle: the admin logs in through the login form; the dashboard shows them logged in",
                  "moodle: the session cookie is logged in on web1 too (sessions in the database)",
                  "moodle: the session cookie is logged in on web2 too (sessions in the database)",
@@ -83,7 +83,7 @@ def test_cluster_comes_up_and_verify_passes(lab):
                  "web1: real server for the VIP (VIP on lo, ARP left to the directors, serves it)"):
         assert by_name[name]["ok"], (name, out)
     assert sum(1 for n in by_name if n.endswith("IPVS sends 10.20.0.10:80 to every web server")) == 1
-    assert all(c["ok"] for c in by_name.values()), out
+    assert all(c["ok"] for c in by_name.values()), why(out)
     # the role image has every role's services, but each VM runs only its own
     code, res, _ = lab.sh("web1", "systemctl is-enabled mariadb nfs-server keepalived apache2")
     assert res.split() == ["disabled", "disabled", "disabled", "enabled"], res
@@ -191,12 +191,12 @@ def test_rolling_update_to_new_code_upgrades_moodle_and_fails_no_request(lab, tm
                                     "AND name IN ('version', 'upgraded') ORDER BY name\"")
     assert code == 0 and res.split() == ["upgraded", "yes", "version", str(V2)], (res, err)
     code, by_name, out = checks(lab)
-    assert code == 0, out
+    assert code == 0, why(out)
 
 
 def test_failover_keeps_the_vip_and_shows_the_replica(lab):
     code, by_name, out = checks(lab, "--failover")
-    assert code == 0, out
+    assert code == 0, why(out)
     serves = next(c for n, c in by_name.items() if n.startswith("failover: the VIP serves through"))
     assert "silent for" in serves["detail"]
     assert by_name["failover: a client logged in to Moodle before it is still logged in after"]["ok"], out
@@ -205,7 +205,7 @@ def test_failover_keeps_the_vip_and_shows_the_replica(lab):
     assert by_name["failover: db2 replicates from db1 again after its restart"]["ok"]
     # the VIP stayed on the survivor (nopreempt) and everything still verifies
     code, by_name, out = checks(lab)
-    assert code == 0, out
+    assert code == 0, why(out)
 
 
 def test_promote_the_replica(lab):
