@@ -228,23 +228,33 @@ def _upload(g: Guests, s: Site, webs: list[str], cookie: str, page: str) -> Chec
 
 
 def _cron(g: Guests, webs: list[str], patience: float = 360.0) -> Check:
-    """Fresh when a task started in the last 5 minutes. Right after an install or an update
-    (maintenance mode holds cron) the first pass may still be on its way: wait for it, bounded."""
+    """Fresh when cron's main process started in the last 5 minutes: Moodle's own "Cron
+    running" status check reads the same mark (tool_task/lastcronstart), written as cron.php
+    starts. The task log is only written as each task ends, so a long task (or one whose lock
+    a lost server held) would make a running cron look stale; its age is shown, not judged.
+    Right after an install or an update (maintenance mode holds cron) the first pass may still
+    be on its way: wait for it, bounded."""
     deadline = time.monotonic() + patience
     while True:
         code, out, err = g.sh(webs[0], DB + shlex.quote(
-            # timestart is a decimal: whole seconds are enough
-            "SELECT COALESCE(FLOOR(UNIX_TIMESTAMP() - MAX(timestart)), -1) FROM mdl_task_log"))
-        age = int(out.strip()) if code == 0 and out.strip().lstrip("-").isdigit() else None
-        if (age is not None and 0 <= age <= 300) or time.monotonic() > deadline:
+            # whole seconds are enough; -1 when there is no mark (or no task) yet
+            "SELECT COALESCE(FLOOR(UNIX_TIMESTAMP() - (SELECT MAX(value) FROM mdl_config_plugins "
+            "WHERE plugin = 'tool_task' AND name = 'lastcronstart')), -1), "
+            "COALESCE(FLOOR(UNIX_TIMESTAMP() - MAX(timestart)), -1) FROM mdl_task_log"))
+        ages = [int(w) for w in out.split() if w.lstrip("-").isdigit()] if code == 0 else []
+        started, task = ages if len(ages) == 2 else (None, None)
+        if (started is not None and 0 <= started <= 300) or time.monotonic() > deadline:
             break
         time.sleep(15)
     timers = [w for w in webs if g.sh(w, "systemctl is-active vmbuild-moodle-cron.timer")[1].strip() == "active"]
-    ok = age is not None and 0 <= age <= 300 and len(timers) == len(webs)
-    return Check("moodle: cron ran in the last 5 minutes (Moodle's task log)", ok,
-                 (f"last task started {age}s ago" if age is not None and age >= 0 else
-                  "no task in the log" if age is not None else first_line(err) or f"exit {code}")
-                 + f"; its timer runs on {', '.join(timers) or 'no web server'}")
+    ok = started is not None and 0 <= started <= 300 and len(timers) == len(webs)
+    if started is None:
+        said = first_line(err) or f"exit {code}"
+    else:
+        said = f"cron last started {started}s ago" if started >= 0 else "cron never started"
+        said += f", its last task started {task}s ago" if task >= 0 else ", no task logged yet"
+    return Check("moodle: cron ran in the last 5 minutes (Moodle's 'Cron running' check)", ok,
+                 f"{said}; its timer runs on {', '.join(timers) or 'no web server'}")
 
 
 def _seconds(expire: str) -> int:

@@ -64,7 +64,7 @@ def test_cluster_comes_up_and_verify_passes(lab):
                  "moodle: the session cookie is logged in on web1 too (sessions in the database)",
                  "moodle: the session cookie is logged in on web2 too (sessions in the database)",
                  "moodle: file uploaded through one web server, served by another (moodledata on NFS)",
-                 "moodle: cron ran in the last 5 minutes (Moodle's task log)"):
+                 "moodle: cron ran in the last 5 minutes (Moodle's 'Cron running' check)"):
         assert by_name[name]["ok"], (name, out)
     assert any(n.startswith("moodle: with web") and n.endswith("still logged in") and c["ok"]
                for n, c in by_name.items()), out

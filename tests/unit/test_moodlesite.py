@@ -42,16 +42,23 @@ def test_the_clients_web_server_is_read_from_the_vip_holders_connection_table(wr
     assert moodlesite.site(cluster) is None    # source: none: no Moodle to check
 
 
-def test_cron_is_fresh_only_with_a_recent_task_and_every_timer_running():
-    def g(age, timers):
-        return Recorded({("web1", "mdl_task_log"): (0, f"{age}\n", ""),
+def test_cron_is_fresh_only_with_a_recent_start_and_every_timer_running():
+    def g(started, task, timers):
+        return Recorded({("web1", "lastcronstart"): (0, f"{started}\t{task}\n", ""),
                          ("web1", "is-active"): (0, "active\n" if "web1" in timers else "inactive\n", ""),
                          ("web2", "is-active"): (0, "active\n" if "web2" in timers else "inactive\n", "")})
-    assert moodlesite._cron(g(42, {"web1", "web2"}), ["web1", "web2"]).ok
-    stale = moodlesite._cron(g(900, {"web1", "web2"}), ["web1", "web2"], patience=0)
+    assert moodlesite._cron(g(42, 50, {"web1", "web2"}), ["web1", "web2"]).ok
+    # a long task (the log is written as a task ends) does not make a running cron stale
+    busy = moodlesite._cron(g(42, 1200, {"web1", "web2"}), ["web1", "web2"])
+    assert busy.ok and "42s ago" in busy.detail and "1200s ago" in busy.detail
+    stale = moodlesite._cron(g(900, 900, {"web1", "web2"}), ["web1", "web2"], patience=0)
     assert not stale.ok and "900s ago" in stale.detail
-    assert not moodlesite._cron(g(-1, {"web1", "web2"}), ["web1", "web2"], patience=0).ok   # no task ever
-    assert not moodlesite._cron(g(42, {"web1"}), ["web1", "web2"]).ok                # web2's timer is off
+    never = moodlesite._cron(g(-1, -1, {"web1", "web2"}), ["web1", "web2"], patience=0)
+    assert not never.ok and "never started" in never.detail
+    assert not moodlesite._cron(g(42, 50, {"web1"}), ["web1", "web2"]).ok                # web2's timer is off
+    broken = moodlesite._cron(Recorded({("web1", "lastcronstart"): (1, "", "ERROR 2002: can't connect\n")}),
+                              ["web1"], patience=0)
+    assert not broken.ok and "ERROR 2002" in broken.detail
 
 
 def test_after_a_drain_the_new_template_wins_over_old_connections(write):
@@ -68,11 +75,11 @@ def test_after_a_drain_the_new_template_wins_over_old_connections(write):
 
 def test_cron_right_after_an_install_is_waited_for(monkeypatch):
     """No task logged yet (the first pass is on its way): asked again, bounded."""
-    answers = iter(["-1\n", "-1\n", "12\n"])
+    answers = iter(["-1\t-1\n", "-1\t-1\n", "12\t-1\n"])
 
     class FirstPassLate(Recorded):
         def sh(self, vm, script, timeout=60.0):
-            if "mdl_task_log" in script:
+            if "lastcronstart" in script:
                 return 0, next(answers), ""
             return super().sh(vm, script, timeout)
 
