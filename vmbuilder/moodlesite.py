@@ -2,8 +2,8 @@
 the front LAN (the test client inside a director, see vmbuilder.lvs) talks to the VIP by the
 site's own name, logs in through the login form, and keeps its session while the web server
 it is on is drained; the session cookie is then shown to each web server directly; a file
-uploaded through one web server is fetched through the other; Moodle's own task log shows
-cron ran.
+uploaded through one web server is fetched through the other; cron started lately (the mark
+Moodle's own "Cron running" check reads).
 
 Every request loop here is bounded (curl's --max-time, a fixed number of steps), and the
 client's state lives under /run in the director, removed afterwards.

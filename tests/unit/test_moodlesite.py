@@ -1,6 +1,7 @@
 """How `verify` reads Moodle and LVS answers: the client's web server from the director's
-connection table, cron's age from the task log. The guests are replaced by recorded
-answers in the exact form the tools print; the e2e test runs the same code on real guests."""
+connection table, cron's age from the mark Moodle's "Cron running" check reads. The guests
+are replaced by recorded answers in the exact form the tools print; the e2e test runs the
+same code on real guests."""
 from tests.conftest import MOODLE
 from vmbuilder import moodlesite, topology
 from vmbuilder.config import load_cluster
