@@ -76,6 +76,11 @@ def test_cluster_comes_up_and_verify_passes(lab):
     assert code == 0 and len(password.strip()) >= 24
     code, res, _ = lab.sh("web1", "stat -c %a:%U:%G /etc/vmbuild/moodle-admin /var/www/moodle/config.php")
     assert res.split() == ["640:root:www-data", "640:root:www-data"], res
+    # the code is mounted from its volume, never unpacked: read-only, even for root
+    code, res, _ = lab.sh("web1", "findmnt -no FSTYPE,OPTIONS /var/www/moodle; findmnt -no FSTYPE /srv/vmbuild-code; "
+                                  "touch /var/www/moodle/x 2>&1; test -f /var/www/moodle/admin/cli/cron.php && echo code")
+    assert res.startswith("overlay ro,") and "\next4\n" in res and "Read-only file system" in res, res
+    assert res.rstrip().endswith("code"), res
     for name in ("VIP 10.20.0.10 is held by exactly one director", "VIP 10.20.0.10 answers HTTP for a client",
                  "persistence: one client stays on one web server", "lb1: keepalived runs (VRRP and the IPVS table)",
                  "web2: sees a file web1 wrote to moodledata", "db2: a row written on db1 arrives",

@@ -184,17 +184,20 @@ def test_moodle_source_and_site(write, tmp_path):
     local = load_cluster(moodle_with(write, "source: none", f"source: {tarball}"))
     assert local.settings["moodle"]["sha256"] == hashlib.sha256(b"not really a tarball").hexdigest()
     files, _ = seed(local, "web2")
-    assert "tar -xzf /run/vmbuild-code/moodle.tgz" in files["/usr/local/sbin/vmbuild-moodle-code"]
+    script = files["/usr/local/sbin/vmbuild-moodle-code"]
+    # mounted, never unpacked: the volume by its label, /var/www/moodle a read-only overlay
+    assert "tar " not in script and "LABEL=VMBCODE /srv/vmbuild-code ext4 ro," in script
+    assert "overlay /var/www/moodle overlay ro,lowerdir=$top:/srv/vmbuild-code/code," in script
     assert "install_database.php" in files["/usr/local/sbin/vmbuild-moodle-install"]
     assert "OnCalendar=*:" in files["/etc/systemd/system/vmbuild-moodle-cron.timer"]
-    # the code is a read-only CD-ROM of the web VMs only, on their boot disk's pool
+    # the code is a read-only disk of the web VMs only, on their boot disk's pool
     want = desired_host(local, "hv1", Accel.TCG)
     code_disks = {d.vm.name: [s.get("file") for s in d.domain.iter("source") if "code-" in (s.get("file") or "")]
                   for d in want.vms}
     # named by the tarball and the site vmbuild prebuilds for it (the role image keeps its root)
     key = web.code(local).volume_key
     assert key != local.settings['moodle']['sha256']
-    assert code_disks["web1"] == [f"/var/lib/libvirt/nas/moodle/code-{key[:16]}.iso"]
+    assert code_disks["web1"] == [f"/var/lib/libvirt/nas/moodle/code-{key[:16]}.img"]
     assert all(not v for k, v in code_disks.items() if k != "web1")
     for bad, message in ((tmp_path, "is not a regular file"), (tmp_path / "nope.tgz", "No such file")):
         with pytest.raises(InputError, match=message):

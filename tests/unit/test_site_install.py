@@ -7,14 +7,17 @@ import re
 import subprocess
 import tarfile
 from dataclasses import replace
+from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
 from tests.conftest import MOODLE
 from vmbuilder.cli.main import cli
 from vmbuilder.config import load_cluster
-from vmbuilder.image.codeiso import code_iso
+from vmbuilder.errors import OperationError
+from vmbuilder.image.codevolume import code_volume
 from vmbuilder.image.siteinstall import SiteInstall
 from vmbuilder.model import Accel
 from vmbuilder.render import desired_host
@@ -22,13 +25,28 @@ from vmbuilder.render import names
 from vmbuilder.roles import web
 
 
-def _tarball(path):
-    data = b"<?php // version.php\n"
+def _tarball(path, *more):
     with tarfile.open(path, "w:gz") as t:
-        info = tarfile.TarInfo("moodle/version.php")
-        info.size = len(data)
-        t.addfile(info, io.BytesIO(data))
+        for name, data in (("moodle/version.php", b"<?php // version.php\n"), *more):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            t.addfile(info, io.BytesIO(data))
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _debugfs(image, request):
+    """What e2fsprogs' debugfs says of IMAGE, read without mounting it."""
+    return subprocess.run(["debugfs", "-R", request, str(image)], capture_output=True, text=True, check=True).stdout
+
+
+def sources_of(desired):
+    return [s.get("file") for s in desired.domain.findall("devices/disk/source")]
+
+
+def _names(image, folder):
+    # `ls -p` lines: /inode/mode/uid/gid/name/size/
+    return {line.split("/")[5] for line in _debugfs(image, f"ls -p {folder}").splitlines()
+            if line.count("/") >= 6} - {".", ".."}
 
 
 def _cluster(tmp_path, extra=""):
@@ -48,7 +66,7 @@ def test_prebuilt_is_the_default_for_the_role_image_and_guest_opts_out(tmp_path)
     guest = web.code(_cluster(tmp_path, "\n    install: guest"))
     assert guest.site is None and guest.volume_key == guest.sha256
     # the domain XML and the plan name the same volume
-    assert names.code_volume(_cluster(tmp_path), code.volume_key).endswith(f"code-{code.volume_key[:16]}.iso")
+    assert names.code_volume(_cluster(tmp_path), code.volume_key).endswith(f"code-{code.volume_key[:16]}.img")
 
 
 def test_the_site_key_follows_everything_the_installer_is_given():
@@ -72,10 +90,10 @@ def test_a_wrong_install_value_is_one_line_naming_the_key(tmp_path):
     assert len(line) == 1 and re.search(r"moodle\.yaml:\d+: settings\.moodle\.install: must be prebuilt .* or guest", line[0])
 
 
-def test_the_code_volume_holds_the_tarball_and_the_site_by_their_names(tmp_path, monkeypatch):
+def test_the_code_volume_holds_the_tree_and_the_site_by_their_names(tmp_path, monkeypatch):
     monkeypatch.setenv("VMBUILD_CACHE", str(tmp_path / "cache"))
     tgz = tmp_path / "moodle.tgz"
-    sha = _tarball(tgz)
+    sha = _tarball(tgz, ("moodle/admin/cli/cron.php", b"<?php // cron\n"))
     (tmp_path / "site.sql.gz").write_bytes(b"dump")
     (tmp_path / "moodledata.tgz").write_bytes(b"data")
     seen = []
@@ -84,23 +102,47 @@ def test_the_code_volume_holds_the_tarball_and_the_site_by_their_names(tmp_path,
         seen.append(local)
         return {"site.sql.gz": tmp_path / "site.sql.gz", "moodledata.tgz": tmp_path / "moodledata.tgz"}
 
-    iso = code_iso("moodle", str(tgz), sha, "VMBCODE", key="f" * 64, extras=extras)
-    assert iso.name == f"moodle-{'f' * 64}.iso" and seen == [tgz]
-    listing = subprocess.run(["isoinfo", "-R", "-l", "-i", str(iso)], capture_output=True, text=True, check=True).stdout
-    assert {"moodle.tgz", "site.sql.gz", "moodledata.tgz"} <= set(listing.split())
-    again = code_iso("moodle", str(tgz), sha, "VMBCODE", key="f" * 64, extras=extras)
-    assert again == iso and len(seen) == 1          # cached: no second install
-    plain = code_iso("moodle", str(tgz), sha, "VMBCODE")
-    assert plain.name == f"moodle-{sha}.iso" and "site.sql.gz" not in subprocess.run(
-        ["isoinfo", "-R", "-l", "-i", str(plain)], capture_output=True, text=True, check=True).stdout
+    image = code_volume("moodle", str(tgz), sha, "VMBCODE", key="f" * 64, extras=extras)
+    assert image.name == f"moodle-{'f' * 64}.img" and seen == [tgz]
+    assert image.stat().st_mode & 0o077 == 0
+    # an ext4 filesystem by its label, the tarball's top folder stripped, the site beside it
+    header = subprocess.run(["dumpe2fs", "-h", str(image)], capture_output=True, text=True, check=True).stdout
+    assert re.search(r"Filesystem volume name:\s+VMBCODE", header) and "has_journal" not in header
+    assert _names(image, "/") >= {"code", "extras"}
+    assert _names(image, "/code") == {"version.php", "admin"} and _names(image, "/code/admin/cli") == {"cron.php"}
+    assert _names(image, "/extras") == {"site.sql.gz", "moodledata.tgz"}
+    assert _debugfs(image, "cat /extras/site.sql.gz") == "dump"
+    again = code_volume("moodle", str(tgz), sha, "VMBCODE", key="f" * 64, extras=extras)
+    assert again == image and len(seen) == 1          # cached: no second install
+    plain = code_volume("moodle", str(tgz), sha, "VMBCODE")
+    assert plain.name == f"moodle-{sha}.img" and _names(plain, "/extras") == set()
+
+
+def test_a_tarball_that_climbs_out_or_is_wrong_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("VMBUILD_CACHE", str(tmp_path / "cache"))
+    tgz = tmp_path / "moodle.tgz"
+    sha = _tarball(tgz, ("moodle/../../../climbed.txt", b"out"))
+    try:
+        image = code_volume("moodle", str(tgz), sha, "VMBCODE")
+    except OperationError as e:
+        assert str(e).startswith("moodle: unpacking") and "\n" not in str(e)
+    else:
+        assert _names(image, "/code") == {"version.php"}
+    assert not list(tmp_path.rglob("climbed.txt")) and not list(Path("/dev/shm").glob("vmbuild-tree-*"))
+    with pytest.raises(OperationError, match="has sha256 .* refusing to install it"):
+        code_volume("moodle", str(tgz), "0" * 64, "VMBCODE")
+    # no half-made volume in the cache: only a finished image, or nothing
+    made = [p.name for p in (tmp_path / "cache" / "code").glob("*") if not p.name.startswith(".")]
+    assert made in ([], [f"moodle-{sha}.img"]), made
 
 
 def test_web_servers_get_the_site_volume_and_a_seed_that_imports_it(tmp_path):
     cluster = _cluster(tmp_path)
     code = web.code(cluster)
     web1 = next(d for d in desired_host(cluster, "hv1", Accel.TCG).vms if d.vm.name == "web1")
-    sources = [s.get("file") for s in web1.domain.findall("devices/disk[@device='cdrom']/source")]
-    assert any(s.endswith(f"code-{code.volume_key[:16]}.iso") for s in sources), sources
+    disks = [d for d in web1.domain.findall("devices/disk[@device='disk']")
+             if d.find("source").get("file").endswith(f"code-{code.volume_key[:16]}.img")]
+    assert len(disks) == 1 and disks[0].find("readonly") is not None, sources_of(web1)
     files = {f["path"]: f["content"] for f in yaml.safe_load(web1.seed.user_data)["write_files"]}
     install = files["/usr/local/sbin/vmbuild-moodle-install"]
     # the import, then the site made this cluster's own, then the admin's password from its file
@@ -108,4 +150,4 @@ def test_web_servers_get_the_site_volume_and_a_seed_that_imports_it(tmp_path):
                                         "moodle-admin-password.php")]
     assert order == sorted(order)
     assert "set_config('siteidentifier'" in files["/usr/local/lib/vmbuild/moodle-own-site.php"]
-    assert "/run/vmbuild-code/site.sql.gz" in files["/usr/local/sbin/vmbuild-moodle-code"]
+    assert "/srv/vmbuild-code/extras/site.sql.gz" in files["/usr/local/sbin/vmbuild-moodle-code"]

@@ -42,10 +42,10 @@ def resolve_all(cluster: Cluster, say=lambda text: None) -> dict[str, ImageFiles
 
 
 def resolve_code(cluster: Cluster, say=lambda text: None) -> dict[str, Path]:
-    """Volume name -> the local ISO of each application's code the cluster's VMs get."""
+    """Volume name -> the local volume image of each application's code the cluster's VMs get."""
     from vmbuilder import roles
     from vmbuilder.image import siteinstall
-    from vmbuilder.image.codeiso import code_iso
+    from vmbuilder.image.codevolume import code_volume
     from vmbuilder.render import names
 
     out = {}
@@ -56,6 +56,6 @@ def resolve_code(cluster: Cluster, say=lambda text: None) -> dict[str, Path]:
             extras = None
             if code.site is not None:
                 extras = lambda tgz, c=code, t=tell: siteinstall.installed(c.site, tgz, c.sha256, t)   # noqa: E731
-            out[names.code_volume(cluster, code.volume_key)] = code_iso(
+            out[names.code_volume(cluster, code.volume_key)] = code_volume(
                 code.name, code.source, code.sha256, code.label, tell, key=code.volume_key, extras=extras)
     return out

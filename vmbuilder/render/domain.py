@@ -70,7 +70,8 @@ def _devices(dev: etree._Element, cluster: Cluster, vm: VM, code) -> None:
     sub(seed, "target", dev="sda", bus="scsi")
     sub(seed, "readonly")
     if code is not None:
-        node = sub(dev, "disk", type="file", device="cdrom")
+        # a read-only disk, not a CD-ROM: the guest mounts its ext4 tree in place
+        node = sub(dev, "disk", type="file", device="disk")
         sub(node, "driver", name="qemu", type="raw")
         sub(node, "source", file=names.volume_path(cluster, vm.boot_disk.pool, names.code_volume(cluster, code.volume_key)))
         sub(node, "target", dev="sdb", bus="scsi")

@@ -56,8 +56,9 @@ def serial_log(cluster: Cluster, vm: VM) -> str:
 
 
 def code_volume(cluster: Cluster, sha256: str) -> str:
-    """An ISO holding an application's code tarball (Moodle's), named by the tarball's sha256."""
-    return cluster.object_name(f"code-{sha256[:16]}.iso")
+    """A filesystem image of an application's code (Moodle's), named by its key (the tarball's
+    sha256, and the prebuilt site's)."""
+    return cluster.object_name(f"code-{sha256[:16]}.img")
 
 
 def is_upload(cluster: Cluster, volume: str) -> bool:

@@ -22,7 +22,7 @@ class Code:
     name: str
     source: str       # an http(s) URL or a path on the machine that runs vmbuild
     sha256: str
-    label: str = "VMBCODE"   # the ISO's volume label: the guest mounts it by that
+    label: str = "VMBCODE"   # the volume's filesystem label: the guest mounts it by that
     site: SiteInstall | None = None   # installed natively by vmbuild, imported by the first web server
 
     @property
