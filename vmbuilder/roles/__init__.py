@@ -5,6 +5,8 @@ neither, and needs no Python at all: a profile and a template folder make a role
 
 Each module may define:
   RANK                      where its checks come in `verify`'s output (lower first)
+  LANE                      roles with the same LANE have their checks run one after the
+                            other; other lanes run at the same time (default: its own)
   facts(cluster, by_name)   a dict merged into the templates' `topology`
   checks(cluster, guests, secrets)   a list of vmbuilder.check.Check
   code(cluster)             the code (an application tarball) its VMs get as a read-only volume
@@ -45,9 +47,15 @@ def topology_facts(cluster: Cluster, by_name: Mapping[str, dict]) -> dict[str, A
     return out
 
 
-def checks(cluster: Cluster, guests, secrets: Mapping[str, str]) -> list:
-    """Every role's checks; SECRETS: the cluster's generated passwords (a check may log in)."""
-    return [c for m in modules() if hasattr(m, "checks") for c in m.checks(cluster, guests, secrets)]
+def check_lanes() -> list[list[ModuleType]]:
+    """The role modules with checks (each's checks(cluster, guests, secrets), SECRETS the
+    cluster's generated passwords: a check may log in), by LANE: one lane's checks may disturb each other (a
+    drained web server at the directors), different lanes' may run at the same time."""
+    lanes: dict[str, list[ModuleType]] = {}
+    for m in modules():
+        if hasattr(m, "checks"):
+            lanes.setdefault(getattr(m, "LANE", m.__name__), []).append(m)
+    return list(lanes.values())
 
 
 def duty(cluster: Cluster, role: str, vm: str, sh) -> str:

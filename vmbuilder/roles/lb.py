@@ -12,6 +12,8 @@ from vmbuilder.lvs import Probe, holder, ipvs_table
 from vmbuilder.model import Cluster
 
 RANK = 4
+# the web checks drain a web server at the directors, which the lb checks read: one lane
+LANE = "lvs"
 
 
 def facts(cluster: Cluster, by_name) -> dict:

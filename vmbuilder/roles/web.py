@@ -12,6 +12,8 @@ from vmbuilder.image.siteinstall import SiteInstall
 from vmbuilder.model import Cluster
 
 RANK = 3
+# the web checks drain a web server at the directors, which the lb checks read: one lane
+LANE = "lvs"
 
 
 @dataclass(frozen=True)
