@@ -24,6 +24,9 @@ from vmbuilder.topology import Lvs, Member
 NETNS = "vmbprobe"
 HOST_END, CLIENT_END = "vmbp0", "vmbp1"
 LOOP_LOG = "/run/vmbuild-probe.log"
+# a dozen `ip` commands: seconds alone, but CI saw a director busy enough under emulation
+# (8 guests on 2 cores) that they took over a minute; still bounded
+SETUP_SECONDS = 180
 
 
 @dataclass(frozen=True)
