@@ -97,7 +97,7 @@ def test_the_db_service_address_is_held_by_the_writable_primary_alone():
         fence = files["/usr/local/sbin/vmbuild-db-fence"]
         # the fence acts only on a writable primary that finds the address held elsewhere
         order = [fence.index(s) for s in ('= 0 ] || exit 0', "addr show to 10.10.0.30/32", "ping -c 1",
-                                         "SET GLOBAL read_only = 1", "echo 1 > /var/lib/vmbuild/db-writable")]
+                                         "echo 1 > /var/lib/vmbuild/db-writable", "SET GLOBAL read_only = 1")]
         assert order == sorted(order)
         setup = files["/usr/local/sbin/vmbuild-db-setup"]
         assert "SELECT IF(@@read_only = 0, 0, 1)" in setup and "systemctl restart keepalived" in setup
