@@ -24,9 +24,6 @@ from vmbuilder.topology import Lvs, Member
 NETNS = "vmbprobe"
 HOST_END, CLIENT_END = "vmbp0", "vmbp1"
 LOOP_LOG = "/run/vmbuild-probe.log"
-# a dozen `ip` commands: seconds alone, but CI saw a director busy enough under emulation
-# (8 guests on 2 cores) that they took over a minute; still bounded
-SETUP_SECONDS = 180
 
 
 @dataclass(frozen=True)
@@ -36,6 +33,13 @@ class Probe:
 
     def _q(self, *words: str) -> str:
         return " ".join(shlex.quote(w) for w in words)
+
+    def set_up(self, g: Guests, then: str = "") -> tuple[int, str]:
+        """Set the client up in its director, then run THEN there: (exit code, stderr). A dozen
+        `ip` commands: seconds alone, but CI saw a director busy enough under emulation (8
+        guests on 2 cores) that they took over a minute, so 180 s; still bounded."""
+        code, _, err = g.sh(self.director.vm, self.setup_script() + (f"\n{then}" if then else ""), timeout=180)
+        return code, err
 
     def setup_script(self) -> str:
         dev, vip = self.director.device, self.lvs.vip

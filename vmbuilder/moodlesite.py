@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from vmbuilder import topology
 from vmbuilder.check import Check, GuestShell as Guests, first_line
-from vmbuilder.lvs import NETNS, SETUP_SECONDS, Probe, holder, reachable, set_drained
+from vmbuilder.lvs import NETNS, Probe, holder, reachable, set_drained
 from vmbuilder.model import Cluster
 
 JAR = "/run/vmbuild-moodle"
@@ -133,7 +133,7 @@ def checks(cluster: Cluster, g: Guests, admin_password: str | None) -> list[Chec
     if where is None:
         return out + [Check("moodle: front page through the VIP", False, "no director answers")]
     probe = Probe(lvs, where)
-    code, _, err = g.sh(where.vm, probe.setup_script() + f"\nrm -rf {JAR}; mkdir -m 700 {JAR}", timeout=SETUP_SECONDS)
+    code, err = probe.set_up(g, then=f"rm -rf {JAR}; mkdir -m 700 {JAR}")
     try:
         if code != 0:
             return out + [Check("moodle: front page through the VIP", False, f"test client: {first_line(err)}")]

@@ -14,7 +14,7 @@ from vmbuilder.apply.context import Note as Say
 from vmbuilder.model import Cluster
 from vmbuilder.render import names
 from vmbuilder.verify.guests import Guests
-from vmbuilder.lvs import LOOP_LOG, SETUP_SECONDS, Probe, holder, parse_loop
+from vmbuilder.lvs import LOOP_LOG, Probe, holder, parse_loop
 from vmbuilder.check import Check, first_line
 
 LB_WINDOW = 60          # seconds of requests around the director's loss
@@ -46,7 +46,7 @@ def lb_failover(cluster: Cluster, g: Guests, say: Say, admin_password: str | Non
     active = held[0]
     survivor = next(d for d in lvs.directors if d != active)
     probe = Probe(lvs, survivor)
-    code, _, err = g.sh(survivor.vm, probe.setup_script(), timeout=SETUP_SECONDS)
+    code, err = probe.set_up(g)
     if code != 0:
         g.sh(survivor.vm, probe.teardown_script())
         return [Check("failover: VIP moves to the other director", False, f"test client: {first_line(err)}")]

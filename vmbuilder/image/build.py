@@ -15,6 +15,7 @@ from typing import Callable
 
 from vmbuilder import paths
 from vmbuilder.errors import OperationError
+from vmbuilder.image import tools
 from vmbuilder.image.cachelock import one_builder
 from vmbuilder.image.recipe import Recipe
 
@@ -119,7 +120,7 @@ def build(recipe: Recipe, progress: Callable[[str], None] = lambda s: None, forc
 
 def _build(recipe: Recipe, progress: Callable[[str], None]) -> BuiltImage:
     for tool in ("mmdebstrap", "mkfs.ext4", "qemu-img"):
-        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists() and not Path(f"/sbin/{tool}").exists():
+        if tools.find(tool) is None:
             raise OperationError(f"image build needs {tool}: apt-get install mmdebstrap e2fsprogs qemu-utils")
     final = image_folder(recipe)
     final.parent.mkdir(parents=True, exist_ok=True)

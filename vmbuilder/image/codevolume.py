@@ -16,6 +16,7 @@ from typing import Callable, Mapping
 from vmbuilder import paths
 from vmbuilder.errors import OperationError
 from vmbuilder.identity import file_sha256
+from vmbuilder.image import tools
 from vmbuilder.image.cachelock import one_builder
 from vmbuilder.image.download import fetch
 
@@ -110,8 +111,7 @@ def _measure(tree: Path) -> tuple[int, int]:
 
 def _mkfs() -> str:
     """mkfs.ext4 from e2fsprogs, also where a user's PATH has no sbin."""
-    found = shutil.which("mkfs.ext4") or next((p for p in ("/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4")
-                                               if os.access(p, os.X_OK)), None)
+    found = tools.find("mkfs.ext4")
     if found is None:
         raise OperationError("making Moodle's code volume needs mkfs.ext4 on this machine "
                              "(Debian/Ubuntu package e2fsprogs)")

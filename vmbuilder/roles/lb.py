@@ -8,7 +8,7 @@ from typing import Mapping
 
 from vmbuilder import topology
 from vmbuilder.check import Check, GuestShell as Guests, first_line
-from vmbuilder.lvs import SETUP_SECONDS, Probe, holder, ipvs_table
+from vmbuilder.lvs import Probe, holder, ipvs_table
 from vmbuilder.model import Cluster
 
 RANK = 4
@@ -74,7 +74,7 @@ def client(g: Guests, lvs: topology.Lvs, active: topology.Member) -> list[Check]
     there is one: then the path is the real one, director to director to web server)."""
     others = [d for d in lvs.directors if d != active and g.sh(d.vm, "true", timeout=10)[0] == 0]
     probe = Probe(lvs, others[0] if others else active)
-    code, _, err = g.sh(probe.director.vm, probe.setup_script(), timeout=SETUP_SECONDS)
+    code, err = probe.set_up(g)
     if code != 0:
         g.sh(probe.director.vm, probe.teardown_script())
         return [Check(f"VIP {lvs.vip} answers HTTP for a client", False,
