@@ -15,6 +15,7 @@ CLUSTER = """\
 name: e2eup
 accel: auto
 domain: e2e.internal
+timezone: Europe/Vienna      # set by cloud-init's timezone module (moved into the init stage)
 hosts:
   hv1: {uri: "qemu:///system", cpus: 2, memory: 8GiB}
 networks:
@@ -127,6 +128,12 @@ def test_up_boots_guests_that_ran_our_seed(lab):
             assert f"{ip}/24" in addrs, addrs                                 # network-config's static IP
             hosts_file = hv.guest_file(dom, "/etc/hosts").decode()
             assert "10.61.0.22 beta.e2e.internal beta" in hosts_file
+            # lean boot: no config stage (its modules ran at the end of the init stage), and
+            # what they do is done
+            code, stdout, _ = hv.guest_exec(dom, ["/bin/sh", "-c", "systemctl is-enabled cloud-config.service; "
+                                                  "readlink /etc/localtime; cloud-init status"])
+            assert stdout.split()[:3] == ["masked", "/usr/share/zoneinfo/Europe/Vienna", "status:"], stdout
+            assert stdout.split()[3] == "done", stdout
 
 
 def test_second_up_changes_nothing(lab):

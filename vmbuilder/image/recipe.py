@@ -12,7 +12,7 @@ from vmbuilder import paths
 from vmbuilder.errors import InputError, Problem
 from vmbuilder.units import SizeError, parse_size
 
-BUILDER_VERSION = "2"   # bump when the build steps change, so caches are rebuilt
+BUILDER_VERSION = "3"   # bump when the build steps change, so caches are rebuilt
 
 
 @dataclass(frozen=True)
