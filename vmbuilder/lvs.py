@@ -138,14 +138,24 @@ def set_drained(g: Guests, lvs: Lvs, rs: Member, drained: bool) -> list[Member]:
     if not directors:
         raise OperationError(f"{rs.vm}: no director answers; cannot drain or restore it")
     flag = f"/etc/keepalived/drain/{rs.ip}"
+    # the weight now, by ipvsadm (keepalived checks by HTTP_GET and leaves a weight alone);
+    # the flag, so that keepalived's notify_up (cloudinit/lb) keeps the server drained when it
+    # adds it again. A failed server is not in the table: nothing to edit, the flag alone.
+    weight = f"ipvsadm -e -t {lvs.vip}:{lvs.port} -r {rs.ip}:{lvs.port} -g -w {0 if drained else 1} 2>/dev/null || true"
     for d in directors:
-        code, _, err = g.sh(d.vm, f"mkdir -p /etc/keepalived/drain && touch {flag}" if drained else f"rm -f {flag}")
+        change = f"mkdir -p /etc/keepalived/drain && touch {flag}" if drained else f"rm -f {flag}"
+        code, _, err = g.sh(d.vm, f"{change} && {{ {weight}; }}")
         if code != 0:
             raise OperationError(f"{d.vm}: cannot {'drain' if drained else 'restore'} {rs.vm}: {err.strip()[:200]}")
 
     def applied(d: Member) -> bool:
         w = (ipvs_table(g, d, lvs) or {}).get(rs.ip, {}).get("weight")
-        return (w in (0, None)) if drained else bool(w)
+        if (w in (0, None)) if drained else bool(w):
+            return True
+        # keepalived added the server again meanwhile (a notify_up that saw the flag just
+        # before it went, or a server back from a failure): set the weight once more
+        g.sh(d.vm, weight)
+        return False
     for d in directors:
         wait_for(f"{d.vm}: {rs.vm} {'drained' if drained else 'back in service'}", lambda: applied(d), 90)
     return directors

@@ -300,7 +300,7 @@ def test_up_waits_in_wave_one_for_the_nas_servers_only(write, monkeypatch):
     waves_seen, events = [], []
     monkeypatch.setattr(upmod, "preflight", lambda run: {"hv1": []})
     monkeypatch.setattr(upmod, "cluster_lock", lambda *a: contextlib.nullcontext())   # the test driver has no secrets
-    monkeypatch.setattr(upmod, "_inputs", lambda run: None)
+    monkeypatch.setattr(upmod, "inputs_of", lambda run: None)
     monkeypatch.setattr(upmod, "wait_exports", lambda cluster, targets: events.append("exports"))
 
     def bring_up(run, inputs, hosts):

@@ -2,7 +2,6 @@
 the `lab:` shrink, settings validation, and the parsers verify and update rely on."""
 import hashlib
 import re
-import shutil
 
 import pytest
 import yaml
@@ -53,7 +52,8 @@ def test_keepalived_config_per_director():
     assert "priority 200" in conf1 and "priority 150" in conf2
     assert "unicast_src_ip 10.20.0.11" in conf1 and re.search(r"unicast_peer \{\s+10\.20\.0\.12\s+\}", conf1)
     assert "10.20.0.10/24 dev eth0" in conf1 and "lb_kind DR" in conf1 and "persistence_timeout 1800" in conf1
-    assert conf1.count("real_server ") == 2 and "misc_dynamic" in conf1 and "nopreempt" in conf1
+    assert conf1.count("real_server ") == 2 and conf1.count("HTTP_GET {") == 2 and "nopreempt" in conf1
+    assert "MISC_CHECK" not in conf1      # no fork per check (see cloudinit/lb)
     assert "expire_quiescent_template = 1" in files1["/etc/sysctl.d/90-vmbuild-lvs.conf"]
     assert doc1["runcmd"][-1] == ["/usr/local/sbin/vmbuild-lb-setup"]
 
@@ -269,51 +269,37 @@ def test_lab_rehearses_the_real_placement(write):
     assert lab.vm("a").memory == 256 << 20 and real.vm("a").memory == 5 << 30
 
 
-@pytest.mark.skipif(not shutil.which("nc"), reason="needs netcat-openbsd (.ci/setup installs it)")
-@pytest.mark.parametrize("served, drained, expected", [(200, False, 3), (200, True, 2), (503, False, 1),
-                                                        (None, False, 1)])
-def test_director_health_check_script(tmp_path, served, drained, expected):
-    """The directors' MISC_CHECK, run for real against a web server on loopback: healthy at
-    weight 1 (exit 3), drained at weight 0 (exit 2), failed (exit 1) on a 503 or no answer."""
-    import http.server
-    import socket
+@pytest.mark.parametrize("drained, edits", [(True, 1), (False, 0)])
+def test_a_drained_web_server_stays_drained_when_keepalived_adds_it_again(tmp_path, drained, edits):
+    """keepalived's notify_up script, run for real with an ipvsadm stand-in: a server vmbuild
+    drained (its flag on the director) is set to weight 0 as keepalived adds it back; any
+    other server is left at keepalived's weight."""
     import subprocess
-    import threading
 
     files, _ = seed(load_cluster(MOODLE), "lb1")
-    script = files["/usr/local/sbin/vmbuild-rs-check"]
-
-    class Health(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(served if self.path == "/health.php" else 404)
-            self.end_headers()
-            self.wfile.write(b"db ok\n")
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Health) if served else None
-    if server:
-        port = server.server_address[1]
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    else:
-        with socket.socket() as s:      # a port nobody listens on
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+    conf = files["/etc/keepalived/keepalived.conf"]
+    assert 'notify_up "/usr/local/sbin/vmbuild-rs-up 10.20.0.21"' in conf
+    script = files["/usr/local/sbin/vmbuild-rs-up"]
     drain = tmp_path / "drain"
     drain.mkdir()
     if drained:
-        (drain / "127.0.0.1").touch()
-    assert '/$ip/80"' in script and "/etc/keepalived/drain/" in script
-    path = tmp_path / "check"
-    path.write_text(script.replace('/$ip/80"', f'/$ip/{port}"').replace("/etc/keepalived/drain/", f"{drain}/"))
+        (drain / "10.20.0.21").touch()
+    assert "/etc/keepalived/drain/" in script
+    path = tmp_path / "rs-up"
+    path.write_text(script.replace("/etc/keepalived/drain/", f"{drain}/"))
     path.chmod(0o755)
-    try:
-        r = subprocess.run([str(path), "127.0.0.1"], capture_output=True, text=True, timeout=20)   # by its #!
-    finally:
-        if server:
-            server.shutdown()
-    assert r.returncode == expected, (r.stdout, r.stderr)
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "ipvsadm").write_text(f"#!/bin/sh\necho \"$*\" >> {tmp_path}/ipvsadm.log\n")
+    (bin_ / "ipvsadm").chmod(0o755)
+    env = {"PATH": f"{bin_}:/usr/bin:/bin"}
+    r = subprocess.run([str(path), "10.20.0.21"], capture_output=True, text=True, timeout=20, env=env)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    called = tmp_path / "ipvsadm.log"
+    log = called.read_text().splitlines() if called.exists() else []
+    assert len(log) == edits, log
+    if edits:
+        assert log[0] == "-e -t 10.20.0.10:80 -r 10.20.0.21:80 -g -w 0", log
 
 
 def test_cron_takes_turns_across_the_web_tier():
@@ -430,3 +416,22 @@ def test_rebuilding_the_files_primary_while_another_is_writable_is_refused(monke
         drift.refuse_second_primary(run, {"db1", "web1"})
     lines = drift.refuse_second_primary(run, {"db2", "web1"})     # the others may be rebuilt; it is said
     assert lines and "set settings.db_primary: db2" in lines[0]
+
+
+def test_first_boot_enables_units_without_sysv_scripts_or_extra_reloads():
+    """A plain `systemctl enable` of a unit with a SysV script runs update-rc.d and reloads the
+    manager twice: 20-30 s of a guest's CPU each under emulation. Every role's seed enables
+    with SYSTEMCTL_SKIP_SYSV and --no-reload, and reloads at most once (after writing units)."""
+    cluster = load_cluster(MOODLE)
+    for vm in cluster.vms:
+        files, doc = seed(cluster, vm.name)
+        text = "\n".join(list(files.values()) + [str(c) for c in doc.get("runcmd", [])])
+        enables = re.findall(r"^.*systemctl enable .*$", text, re.M)
+        assert enables, vm.name
+        for line in enables:
+            assert "--no-reload" in line, (vm.name, line)
+            assert "SYSTEMCTL_SKIP_SYSV=1" in line or "nftables" in line, (vm.name, line)
+        assert text.count("systemctl daemon-reload") <= 1, vm.name
+    # lsyncd has only a SysV script in Debian: the file server that runs it brings its own unit
+    files, _ = seed(cluster, "file1")
+    assert "ExecStart=/usr/bin/lsyncd -nodaemon /etc/lsyncd/lsyncd.conf.lua" in files["/etc/systemd/system/lsyncd.service"]

@@ -16,7 +16,7 @@ from typing import Callable
 from vmbuilder import moodlesite, topology
 from vmbuilder.apply.context import Progress as Say, Run
 from vmbuilder.apply.lock import cluster_lock
-from vmbuilder.apply.up import rebuild_locked
+from vmbuilder.apply.up import inputs_of, rebuild_locked
 from vmbuilder.errors import InputError, OperationError, Problem
 from vmbuilder.topology import Lvs, Member
 from vmbuilder.verify.guests import Guests
@@ -158,7 +158,7 @@ def update(run: Run, role: str) -> tuple[dict, list[dict]]:
 
     def rebuild(vm: str) -> None:
         say(vm, "rebuild", "from its profile")
-        result = rebuild_locked(replace(run, options=replace(run.options, rebuild=frozenset({vm}))))
+        result = rebuild_locked(replace(run, options=replace(run.options, rebuild=frozenset({vm}))), inputs)
         problems = [f"{r.host}: {r.error}" for r in result.reports if r.error] + [
             f"{name}: {rd.problem or '; '.join(rd.errors) or 'not ready'}" for r in result.reports
             for name, rd in r.ready.items() if not rd.ready or rd.errors or rd.problem]
@@ -167,6 +167,9 @@ def update(run: Run, role: str) -> tuple[dict, list[dict]]:
                                  f"the other web servers serve")
 
     with cluster_lock(cluster, "update", run.targets):
+        # the new images and code first (a new Moodle release is installed natively to make
+        # its volume: minutes), while every web server still serves and before maintenance mode
+        inputs = inputs_of(run)
         with Guests(cluster, {h: t.uri for h, t in run.targets.items()}) as g:
             site = moodlesite.site(cluster)
             timings = rolling_update(g, topology.lvs(cluster), vms, rebuild, say, site.host if site else None)

@@ -30,7 +30,9 @@ class UpResult:
         return not self.skipped and all(r.ok for r in self.reports)
 
 
-def _inputs(run: Run, store_secrets: bool = True, images: bool = True) -> Inputs:
+def inputs_of(run: Run, store_secrets: bool = True, images: bool = True) -> Inputs:
+    """What every host's bring-up reads: images and code volumes (built or fetched on this
+    machine), the cluster's secrets, the facts its seeds share."""
     cluster = run.cluster
     return Inputs(resolve_all(cluster, run.report.note) if images else {},
                   load_secrets(cluster, run.targets, store=store_secrets), cluster_facts(cluster),
@@ -52,7 +54,7 @@ def up(run: Run) -> UpResult:
         absent = _absent(run, primary) if primary is not None and primary.host not in skip else set()
         for line in drift.refuse_second_primary(run, absent):
             run.report.note(f"notice: {line}")
-        inputs = _inputs(run)
+        inputs = inputs_of(run)
         for h in sorted(skip):
             run.report.note(f"{h}: skipped (see the problems above)")
         hosts = set(run.targets) - skip
@@ -93,19 +95,20 @@ def rebuild(run: Run) -> UpResult:
         return rebuild_locked(run)
 
 
-def rebuild_locked(run: Run) -> UpResult:
-    """`rebuild` for a caller that holds the cluster lock already (a rolling update)."""
+def rebuild_locked(run: Run, inputs: Inputs | None = None) -> UpResult:
+    """`rebuild` for a caller that holds the cluster lock already (a rolling update, which
+    passes the INPUTS it made once, before its first VM went out of service)."""
     chosen = run.options.rebuild
     refuse_on_problems(preflight(run), False)
     drift.refuse_second_primary(run, set(chosen))
-    inputs = _inputs(run)
+    inputs = inputs or inputs_of(run)
     hosts = {run.cluster.vm(n).host for n in chosen}
     return UpResult(bring_up(replace(run, options=replace(run.options, only=frozenset(chosen))), inputs, hosts))
 
 
 def plan(run: Run) -> dict[str, list[Change] | Exception]:
     """What `up` would change on each host; writes nothing anywhere."""
-    inputs = _inputs(run, store_secrets=False, images=False)
+    inputs = inputs_of(run, store_secrets=False, images=False)
 
     def host(hr: HostRun) -> list[Change]:
         return [_with_wave(run, c) for c in plan_of(hr, inputs)[4]]
