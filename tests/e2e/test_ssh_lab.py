@@ -3,7 +3,7 @@
 `vmbuild lab start --ssh` gives each lab host an sshd on its own namespace's loopback, with
 its own host key, recorded in the lab's known_hosts; vmbuild then reaches the hosts over
 qemu+ssh only (nothing read from the lab's folders on this machine): up with its stream
-uploads and the KVM probe, a host lost mid-up, plan, status, logs, the serial console,
+uploads and the KVM probe, a host lost mid-up (its sshd, then its libvirtd), plan, status, logs, the serial console,
 snapshot/reset, rebuild, destroy. A changed host key is refused with the fix named.
 """
 import json
@@ -150,6 +150,48 @@ def test_a_host_lost_mid_up_is_named_and_the_next_up_converges(lab):
     assert b"b1 login:" in console.stdout, console.stdout[-500:]
 
 
+def test_a_host_whose_libvirtd_dies_mid_up_is_named_and_the_next_up_converges(lab):
+    """The other way a host stops answering: its libvirtd (not its sshd) is killed while `up`
+    uploads to it. hv1 still finishes, the report names hv2, and once hv2's libvirtd is back
+    (as systemd restarts it on a real host) a second `up` converges."""
+    assert lab.up is not None, "needs the up above"
+    code, out = run("destroy", lab.path, "--lab", "--yes", "--json")   # a1's data disk stays
+    assert code == 0, out
+    lh = lab.labs["hv2"]
+    pool = lh.folder / "var/lib/libvirt/images/e2essh"
+    assert not list(pool.glob("base-debian12*.qcow2")), "destroy left hv2's base image: nothing to upload"
+    killed = int(lh.pidfile("libvirtd").read_text())
+    proc = subprocess.Popen([sys.executable, "-m", "vmbuilder.cli.main", "up", lab.path, "--lab", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not list(pool.glob("base-debian12*.qcow2")):
+            time.sleep(0.05)
+        assert list(pool.glob("base-debian12*.qcow2")), "up never started uploading to hv2"
+        os.kill(killed, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=2400)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    report = json.loads(out[out.index("{"):])
+    hosts = {h["host"]: h for h in report["hosts"]}
+    assert proc.returncode != 0
+    assert hosts["hv2"]["error"], hosts["hv2"]
+    assert all(v["ready"] for v in hosts["hv1"]["vms"].values()) and not hosts["hv1"]["error"], hosts["hv1"]
+    code, out = run("status", lab.path, "--lab")
+    assert code != 0 and "hv2" in out and "Traceback" not in out, out
+    code, out = run("lab", "start", lab.path, "--ssh")
+    assert code == 0, out
+    assert int(lh.pidfile("libvirtd").read_text()) != killed and sshd.running(lh)
+    code, out = run("up", lab.path, "--lab", "--json")
+    assert code == 0, why(out)
+    lab.up = report = json.loads(out[out.index("{"):])
+    assert all(v["ready"] and not v["errors"] for h in report["hosts"] for v in h["vms"].values()), report
+    code, name, _ = lab.sh("hv2", "b1", "hostname")
+    assert code == 0 and name.strip() == "b1"
+
+
 def test_plan_over_ssh_is_empty(lab):
     assert lab.up is not None, "needs the up above"
     run("plan", lab.path, "--lab", "--json")   # warms the shared ssh session, as an admin's second command would
@@ -176,6 +218,9 @@ def test_logs_snapshot_reset_and_rebuild_over_ssh(lab):
     assert lab.up is not None, "needs the up above"
     code, out = run("logs", lab.path, "a1", "--lab", "-n", "20")
     assert code == 0 and out.strip(), out
+    # the serial log is a file on the host: read through libvirt over ssh, nothing of this machine
+    code, out = run("logs", lab.path, "a1", "--lab", "--serial", "-n", "400")
+    assert code == 0 and "Cloud-init v." in out and "a1 login:" in out, out[-2000:]
     code, out = run("snapshot", lab.path, "--lab", "--json")
     assert code == 0, out
     lab.sh("hv1", "a1", "echo after > /var/lib/vmbuild/after-snapshot")

@@ -45,3 +45,45 @@ def test_a_heartbeat_while_waiting_then_ready():
     waits = [a for a in said if a[1] == "waiting"]
     assert waits and waits[0][0] == "g1" and waits[0][2].endswith("cloud-init modules-config"), said
     assert said[-1][:2] == ("g1", "ready")
+
+
+def test_the_serial_fallback_is_read_through_libvirt_now_and_then(monkeypatch, tmp_path):
+    """`up`'s serial fallback reads the log over the host's connection (any URI), at most once
+    per SERIAL_EVERY per VM, and keeps the last text when a read fails."""
+    from vmbuilder.apply import bringup
+    from vmbuilder.config import load_cluster
+    from vmbuilder.render import names
+
+    (tmp_path / "c.yaml").write_text("""
+name: c
+hosts: {hv1: {uri: "test:///default"}}
+networks: {lan: {mode: isolated, cidr: 10.9.0.0/24}}
+storage: {local: {type: dir, path: /var/lib/libvirt/images/c}}
+images: {debian12: {recipe: debian12}}
+defaults: {disks: [{name: root, pool: local, image: debian12, size: 4GiB}]}
+vms: [{name: a1, host: hv1, nics: [{network: lan, ip: 10.9.0.5}]}]
+""")
+    cluster = load_cluster(tmp_path / "c.yaml")
+    now = {"t": 1000.0}
+    monkeypatch.setattr(bringup.time, "monotonic", lambda: now["t"])
+
+    class Host:
+        reads, fail = [], False
+
+        def read_tail(self, path, limit):
+            self.reads.append((path, limit))
+            if self.fail:
+                raise HostError("hv1", "downloading", path, "connection reset")
+            return f"boot {len(self.reads)}\r\n".encode()
+
+    hv = Host()
+    read = bringup._serial_reader(cluster, hv)
+    assert read("a1") == "boot 1\r\n"
+    assert hv.reads == [(names.serial_log(cluster, cluster.vm("a1")), bringup.SERIAL_TAIL)]
+    now["t"] += bringup.SERIAL_EVERY - 1
+    assert read("a1") == "boot 1\r\n" and len(hv.reads) == 1
+    now["t"] += 1
+    assert read("a1") == "boot 2\r\n" and len(hv.reads) == 2
+    hv.fail = True
+    now["t"] += bringup.SERIAL_EVERY
+    assert read("a1") == "boot 2\r\n" and len(hv.reads) == 3

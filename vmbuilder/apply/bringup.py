@@ -2,6 +2,7 @@
 for the guests. Every host at once, one worker and one connection each."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
@@ -15,7 +16,6 @@ from vmbuilder.apply.preflight import check_host
 from vmbuilder.apply.ready import TIMEOUTS, Readiness, wait_ready
 from vmbuilder.errors import ConflictError, OperationError, VmbuildError
 from vmbuilder.hypervisor.observe import SeenHost
-from vmbuilder.hypervisor.targets import Target
 from vmbuilder.model import Accel, BootMode, Cluster
 from vmbuilder.render import DesiredHost, desired_host, names
 from vmbuilder.seed.templates import ClusterFacts
@@ -154,20 +154,29 @@ def _up_host(hr: HostRun, inputs: Inputs, report: HostReport) -> None:
     waited = [d for d in want.vms if opts.wait_for is None or d.vm.name in opts.wait_for]
     if opts.wait and waited:
         doms = {d.vm.name: (names.domain(hr.cluster, d.vm), d.seed.instance_id) for d in waited}
-        report.ready = wait_ready(hr.hv, doms, opts.timeout or TIMEOUTS[accel], _serial_reader(hr.cluster, hr.target),
+        report.ready = wait_ready(hr.hv, doms, opts.timeout or TIMEOUTS[accel], _serial_reader(hr.cluster, hr.hv),
                                   hr.say)
 
 
-def _serial_reader(cluster: Cluster, target: Target):
-    if target.root is None:
-        return None
+# the serial log is only the fallback for a silent agent (see ready.py): read it now and then,
+# through libvirt, so that a remote host's guests get the same fallback as a local one's
+SERIAL_EVERY = 20.0
+SERIAL_TAIL = 20000
+
+
+def _serial_reader(cluster: Cluster, hv):
+    last: dict[str, tuple[float, str | None]] = {}
 
     def read(vm: str) -> str | None:
-        path = target.local_file(names.serial_log(cluster, cluster.vm(vm)))
-        try:
-            return path.read_text(errors="replace")[-20000:] if path else None
-        except OSError:
-            return None
+        at, text = last.get(vm, (float("-inf"), None))
+        if time.monotonic() - at >= SERIAL_EVERY:
+            try:
+                data = hv.read_tail(names.serial_log(cluster, cluster.vm(vm)), SERIAL_TAIL)
+                text = None if data is None else data.decode(errors="replace")
+            except VmbuildError:
+                pass   # the log stays what it was; the agent is what readiness is read from
+            last[vm] = (time.monotonic(), text)
+        return text
     return read
 
 

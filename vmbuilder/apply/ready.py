@@ -3,7 +3,7 @@
 The qemu guest agent is the channel (it works over any libvirt URI, no SSH, no guest
 network): /run/cloud-init/result.json appears when cloud-init's last stage ends, and
 /var/lib/cloud/data/instance-id proves it was *our* seed that ran. Where the agent never
-answers, the serial log (readable when the host is this machine) is the fallback.
+answers, the serial log (read through libvirt, any URI) is the fallback.
 """
 from __future__ import annotations
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 from vmbuilder.hypervisor.console import Consoles
 from vmbuilder.hypervisor.domains import Domains
 from vmbuilder.hypervisor.guest import Guest
+from vmbuilder.hypervisor.hostfiles import HostFiles
 from vmbuilder.hypervisor.networks import Networks
 from vmbuilder.hypervisor.storage import Storage
 
 
-class Hypervisor(Domains, Storage, Networks, Guest, Consoles):
+class Hypervisor(Domains, Storage, Networks, Guest, Consoles, HostFiles):
     def __enter__(self) -> "Hypervisor":
         return super().__enter__()

@@ -12,8 +12,9 @@ from vmbuilder.model import Cluster
 class Target:
     host: str
     uri: str
-    # where this machine sees the host's files (serial logs): "/" for a local libvirtd,
-    # the lab folder for a lab host, None for a remote host
+    # where this machine sees the host's files: "/" for a local libvirtd, the lab folder for a
+    # lab host, None for a remote host. Only a shortcut (doctor's probe kernel copied in place
+    # of an upload): what vmbuild reads of a host, its serial logs, goes through libvirt
     root: Path | None
 
     def local_file(self, path: str) -> Path | None:

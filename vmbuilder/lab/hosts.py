@@ -139,14 +139,20 @@ def start(lab: LabHost, timeout: float = 30.0, shared: dict[str, Path] | None = 
         raise OperationError(f"lab host {lab.host}: its libvirt socket {lab.socket} is longer than a unix "
                              f"socket path may be ({SUN_PATH_MAX} bytes); set VMBUILD_STATE to a shorter folder")
     _prepare(lab)
-    _fresh_namespace(lab)
-    _sh(["ip", "-n", lab.netns, "link", "set", "lo", "up"], "bringing up loopback")
+    # a host whose libvirtd alone died (its namespace, virtlogd and guests still there) gets
+    # libvirtd back beside them, as systemd restarts it on a real host: the guests run on
+    # and the new libvirtd finds them again
+    logd = read_pid(lab.pidfile("virtlogd"))
+    revive = lab.netns in _namespaces() and logd is not None and alive(logd)
+    if not revive:
+        _fresh_namespace(lab)
+        _sh(["ip", "-n", lab.netns, "link", "set", "lo", "up"], "bringing up loopback")
     binds = [(str(lab.folder / rel), f"/{rel}") for rel in BINDS]
     for inside, folder in sorted((shared or {}).items()):
         folder.mkdir(parents=True, exist_ok=True)
         binds.append((str(folder), inside))
-    plan = {"binds": binds, "daemons": [["virtlogd", "-d", "-p", str(lab.pidfile("virtlogd"))],
-                                        ["libvirtd", "-d", "-p", str(lab.pidfile("libvirtd"))]]}
+    daemons = [] if revive else [["virtlogd", "-d", "-p", str(lab.pidfile("virtlogd"))]]
+    plan = {"binds": binds, "daemons": daemons + [["libvirtd", "-d", "-p", str(lab.pidfile("libvirtd"))]]}
     try:
         _sh(["ip", "netns", "exec", lab.netns, "unshare", "--mount", "--propagation", "private",
              sys.executable, "-m", "vmbuilder.lab.inside", json.dumps(plan)],
