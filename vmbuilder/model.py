@@ -171,6 +171,9 @@ class Cluster:
 
     def pools_on(self, host: str) -> tuple[Pool, ...]:
         used = {d.pool for vm in self.vms_on(host) for d in vm.disks}
+        # the DB witness (settings.db_witness) is a disk of every db VM, on that shared pool
+        if self.settings.get("db_witness") and any(vm.role == "db" for vm in self.vms_on(host)):
+            used.add(self.settings["db_witness"])
         return tuple(p for name, p in self.pools.items() if name in used)
 
     def object_name(self, name: str) -> str:

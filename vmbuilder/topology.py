@@ -45,6 +45,17 @@ class DbService:
     members: tuple[Member, ...]
 
 
+@dataclass(frozen=True)
+class DbWitness:
+    """The DB primary's third vote (settings.db_witness): one small disk on a shared pool that
+    every db VM gets, on which their guards keep the primacy record and their heartbeats
+    (cloudinit/db/vmbuild-db-guard.py). SLOTS: each db VM's heartbeat block, by file order."""
+    pool: str
+    slots: tuple[tuple[str, int, str], ...]    # (vm, slot, its first address)
+    serial: str = "vmb-witness"
+    size: int = 1 << 20
+
+
 def role_vms(cluster: Cluster, role: str) -> list[VM]:
     return [vm for vm in cluster.vms if vm.role == role]
 
@@ -59,6 +70,14 @@ def db_primary(cluster: Cluster) -> VM | None:
 def db_replicas(cluster: Cluster) -> list[VM]:
     primary = db_primary(cluster)
     return [vm for vm in role_vms(cluster, "db") if vm is not primary]
+
+
+def db_witness(cluster: Cluster) -> DbWitness | None:
+    pool = cluster.settings.get("db_witness")
+    dbs = role_vms(cluster, "db")
+    if not pool or len(dbs) < 2:
+        return None
+    return DbWitness(pool=pool, slots=tuple((vm.name, i, first_ip(vm) or "") for i, vm in enumerate(dbs)))
 
 
 def time_source(cluster: Cluster) -> VM | None:

@@ -144,12 +144,50 @@ def test_lab_section_shrinks_only_in_lab_mode():
     ("db_vip: 10.10.0.30", "db_vip: 10.10.0.255", r"settings\.db_vip: 10\.10\.0\.255 is the network or broadcast"),
     ("db_vip: 10.10.0.30", "db_vip: [10.10.0.30]", r"settings\.db_vip: .* is not an IPv4 address"),
     ("    lb: {vcpus: 1, memory: 384MiB}", "    lb: {vcpus: 1, memroy: 384MiB}", r"lab\.roles\.lb\.memroy: unknown key"),
+    ("db_witness: nas", "db_witness: local", r"settings\.db_witness: pool 'local' is not shared"),
+    ("db_witness: nas", "db_witness: nsa", r"settings\.db_witness: 'nsa' is not a pool of this file"),
+    ("db_witness: nas", "db_witness: [nas]", r"settings\.db_witness: \['nas'\] is not a pool"),
+    ("  - {name: db2, host: hv2, role: db, nics: [{network: back, ip: 10.10.0.32}]}\n", "",
+     r"settings\.db_witness: needs two db VMs or more \(has 1\)"),
 ])
 def test_role_settings_errors(write, old, new, expected):
     with pytest.raises(InputError) as e:
         load_cluster(moodle_with(write, old, new))
     assert re.search(expected, str(e.value)), str(e.value)
     assert "moodle.yaml:" in str(e.value)
+
+
+def test_the_witness_is_one_shared_disk_of_every_db_vm():
+    """settings.db_witness: one raw volume on the NAS, attached shareable to each db VM (and to
+    nothing else), made once by the plan; each db seed runs the guard with its own slot."""
+    import json
+
+    from vmbuilder.apply.plan import needed_volumes
+
+    cluster = load_cluster(MOODLE)
+    w = topology.db_witness(cluster)
+    assert w.pool == "nas" and [s[:2] for s in w.slots] == [("db1", 0), ("db2", 1)]
+    for host in ("hv1", "hv2"):
+        want = desired_host(cluster, host, Accel.TCG)
+        assert "nas" in [p for p, _ in want.pools]
+        for d in want.vms:
+            disks = [x for x in d.domain.findall("devices/disk") if x.find("shareable") is not None]
+            if d.vm.role != "db":
+                assert disks == [], d.vm.name
+                continue
+            assert len(disks) == 1
+            assert disks[0].find("source").get("file") == "/var/lib/libvirt/nas/moodle/db-witness.img"
+            assert disks[0].find("driver").attrib == {"name": "qemu", "type": "raw", "cache": "none", "io": "native"}
+            assert disks[0].findtext("serial") == "vmb-witness"
+        assert needed_volumes(cluster, want)[("nas", "db-witness.img")] == "DB witness, shared by the db VMs"
+    for vm, slot in (("db1", 0), ("db2", 1)):
+        files, doc = seed(cluster, vm)
+        conf = json.loads(files["/etc/vmbuild/db-guard.json"])
+        assert conf["me"] == vm and conf["primary"] == "db1" and conf["members"][vm]["slot"] == slot
+        assert conf["device"] == "/dev/disk/by-id/virtio-vmb-witness"
+        assert files["/usr/local/sbin/vmbuild-db-guard"].startswith("#!/usr/bin/python3\n")
+        cnf = files["/etc/mysql/mariadb.conf.d/60-vmbuild.cnf"]
+        assert "\n      read_only = 1\n" not in cnf and "read_only = 1" in cnf   # every db VM starts read-only
 
 
 def test_probe_scripts_are_symmetric():
@@ -314,9 +352,22 @@ def test_every_db_vm_has_both_sides_of_semisync_on():
     cluster = load_cluster(str(MOODLE))
     for vm in ("db1", "db2"):
         cnf = seed(cluster, vm)[0]["/etc/mysql/mariadb.conf.d/60-vmbuild.cnf"]
+        # with the witness the guard needs MariaDB to wait longer than its own 1 s mark
         for line in ("rpl_semi_sync_master_enabled = ON", "rpl_semi_sync_master_wait_point = AFTER_SYNC",
-                     "rpl_semi_sync_slave_enabled = ON", "rpl_semi_sync_master_timeout = 2000"):
+                     "rpl_semi_sync_slave_enabled = ON", "rpl_semi_sync_master_timeout = 5000"):
             assert line in cnf, (vm, line)
+
+
+def test_without_a_witness_the_files_primary_starts_writable_and_nobody_guards(write):
+    cluster = load_cluster(moodle_with(write, "  db_witness: nas\n", ""))
+    assert topology.db_witness(cluster) is None
+    files = {vm: seed(cluster, vm)[0] for vm in ("db1", "db2")}
+    assert "read_only = 1" not in files["db1"]["/etc/mysql/mariadb.conf.d/60-vmbuild.cnf"]
+    assert "read_only = 1" in files["db2"]["/etc/mysql/mariadb.conf.d/60-vmbuild.cnf"]
+    assert "rpl_semi_sync_master_timeout = 2000" in files["db1"]["/etc/mysql/mariadb.conf.d/60-vmbuild.cnf"]
+    assert not any("vmbuild-db-guard" in p for f in files.values() for p in f)
+    for d in desired_host(cluster, "hv1", Accel.TCG).vms:
+        assert d.domain.find("devices/disk/shareable") is None
 
 
 class FakeDb:
@@ -390,7 +441,7 @@ def test_plan_and_up_say_when_the_guests_primary_is_not_the_files(answers, said,
     ((0, "1\n", ""), "read-only, not replicating"),
     ((1, "", "ERROR 2002"), "unknown (MariaDB not answering)"),
 ])
-def test_a_db_vms_duty_is_what_its_mariadb_says(answer, duty):
+def test_a_db_vms_duty_is_what_its_mariadb_says(answer, duty, write):
     from vmbuilder.roles import duty as role_duty
 
     def sh(script):   # the service address is db2's only when asked for it
@@ -398,7 +449,30 @@ def test_a_db_vms_duty_is_what_its_mariadb_says(answer, duty):
 
     for holds in (False, True):
         want = duty.replace("(writable)", "(writable, holds 10.10.0.30)") if holds else duty
-        assert role_duty(load_cluster(str(MOODLE)), "db", "db2", sh) == want
+        assert role_duty(load_cluster(moodle_with(write, "  db_witness: nas\n", "")), "db", "db2", sh) == want
+
+
+@pytest.mark.parametrize("view, said", [
+    ({"record": {"epoch": 2, "primary": "db2"}, "heartbeats": {"db2": {"role": "primary", "sync": True, "note": ""}}},
+     "primary (writable); witness: epoch 2, primary db2, in sync"),
+    ({"record": {"epoch": 1, "primary": "db2"}, "heartbeats": {"db2": {"role": "primary", "sync": False, "note": ""}}},
+     "primary (writable); witness: epoch 1, primary db2, asynchronous (a replica is not acknowledging)"),
+    ({"record": {"epoch": 3, "primary": "db1"}, "heartbeats": {"db2": {"role": "fenced", "note": ""}}},
+     "primary (writable); witness: epoch 3, primary db1, this VM fenced"),
+    ({"record": None, "heartbeats": {}}, "primary (writable); witness empty"),
+    ("garbage", "primary (writable); witness unreadable (exit 0)"),
+])
+def test_a_db_vms_duty_says_what_the_witness_says(view, said):
+    import json
+
+    from vmbuilder.roles import duty as role_duty
+
+    def sh(script):
+        if "vmbuild-db-guard show" in script:
+            return 0, view if isinstance(view, str) else json.dumps(view), ""
+        return (0, "", "") if script.startswith("ip -4") else (0, "0\n", "")
+
+    assert role_duty(load_cluster(str(MOODLE)), "db", "db2", sh) == said
 
 
 def test_rebuilding_the_files_primary_while_another_is_writable_is_refused(monkeypatch):
@@ -435,3 +509,30 @@ def test_first_boot_enables_units_without_sysv_scripts_or_extra_reloads():
     # lsyncd has only a SysV script in Debian: the file server that runs it brings its own unit
     files, _ = seed(cluster, "file1")
     assert "ExecStart=/usr/bin/lsyncd -nodaemon /etc/lsyncd/lsyncd.conf.lua" in files["/etc/systemd/system/lsyncd.service"]
+
+
+@pytest.mark.parametrize("views, ok, detail", [
+    ([(1, 5, 5, True), (1, 6, 6, True)], True, "epoch 1, primary db1, in sync"),
+    # a commit waited over a second once (a busy machine): the next look is in sync again
+    ([(1, 5, 5, True), (1, 6, 6, False), (1, 7, 7, True)], True, "in sync"),
+    ([(1, 5, 5, True)] + [(1, 6, 5, True)] * 5, False, "heartbeat not moving: db2"),
+    ([(2, 5, 5, True)] * 6, False, "primary db2"),
+    ([(1, 5, 5, False), (1, 6, 6, False)] * 3, False, "not in sync"),
+])
+def test_the_witness_check_wants_the_primary_named_in_sync_and_every_guard_beating(views, ok, detail, monkeypatch):
+    import json
+
+    from vmbuilder.roles import db
+
+    monkeypatch.setattr(db.time, "sleep", lambda s: None)
+    looks = iter(views)
+
+    class G:
+        def sh(self, vm, script, timeout=60.0):
+            epoch, n1, n2, sync = next(looks)
+            return 0, json.dumps({"record": {"epoch": epoch, "primary": "db1" if epoch == 1 else "db2"},
+                                  "heartbeats": {"db1": {"n": n1, "role": "primary", "sync": sync},
+                                                 "db2": {"n": n2, "role": "replica"}}}), ""
+
+    [check] = db.witness(load_cluster(MOODLE), G(), "db1")
+    assert check.ok is ok and detail in check.detail, check

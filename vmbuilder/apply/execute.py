@@ -160,6 +160,14 @@ def make_disks(hr: HostRun, want: DesiredHost, changes: list[Change]) -> None:
                 hr.say(d.vm.name, "disk", xml.findtext("name"))
                 _create(hr, pool, c, lambda libpool, name: hr.hv.create_volume(libpool, name, to_string(xml), "overlay"))
     for d in want.vms:
+        if d.witness is None:
+            continue
+        c = creates.pop(f"{d.witness.pool}/{names.witness_volume(hr.cluster)}", None)
+        if c is not None:   # zeros: an empty witness, which the file's DB primary claims
+            hr.say(d.vm.name, "disk", names.witness_volume(hr.cluster))
+            _create(hr, d.witness.pool, c, lambda libpool, name, size=d.witness.size: hr.hv.create_volume(
+                libpool, name, to_string(blob_volume_xml(name, size)), "DB witness"))
+    for d in want.vms:
         c = creates.get(f"{d.vm.boot_disk.pool}/{d.seed_volume.findtext('name')}")
         if c is not None:
             hr.say(d.vm.name, "seed", d.seed_volume.findtext("name"))

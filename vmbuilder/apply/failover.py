@@ -3,7 +3,9 @@ take the DB primary away and show the replica's state with the promotion command
 are powered off hard (as a crash or a dead host would), then started again.
 
 The director comes back as the backup (keepalived nopreempt): the VIP stays where it went.
-The DB primary comes back as the primary; its replica reconnects by itself.
+Without a witness the DB primary comes back as the primary and its replica reconnects by
+itself; with one (settings.db_witness) the replica takes over by itself and the old primary
+comes back read-only.
 """
 from __future__ import annotations
 
@@ -110,7 +112,70 @@ def run_failover(cluster: Cluster, g: Guests, say: Say, admin_password: str | No
             + director_back(cluster, g))
 
 
+def _writable(g: Guests, vm: str) -> bool:
+    code, ro, _ = g.sh(vm, "mariadb -N -e 'SELECT @@read_only'", timeout=20)
+    return code == 0 and ro.strip() == "0"
+
+
+def _holds(g: Guests, vm: str, address: str) -> bool:
+    code, out, _ = g.sh(vm, f"ip -4 -o addr show to {address}/32", timeout=20)
+    return code == 0 and bool(out.strip())
+
+
+def db_takeover(cluster: Cluster, g: Guests, say: Say) -> list[Check]:
+    """With a witness (settings.db_witness): the primary powered off, the replica takes over
+    by itself; the old primary, started again, stays read-only and leaves the address alone."""
+    dbs = [v.name for v in topology.role_vms(cluster, "db")]
+    writable = [vm for vm in dbs if _writable(g, vm)]
+    if len(writable) != 1:
+        return [Check("failover: a replica takes over the DB by itself", False,
+                      f"writable before the test: {', '.join(writable) or 'none'} (one expected)")]
+    primary = writable[0]
+    replica = next(vm for vm in dbs if vm != primary)
+    service = topology.db_service(cluster)
+    web = next((v.name for v in topology.role_vms(cluster, "web")), None)
+    say(primary, "powered off (the DB primary); the replica's guard takes over once its heartbeat stops")
+    cut = time.monotonic()
+    _power(g, cluster, primary, on=False)
+    took = {}
+    while time.monotonic() - cut < 180 and len(took) < (3 if service and web else 1):
+        if "writable" not in took and _writable(g, replica):
+            took["writable"] = time.monotonic() - cut
+        if service and "address" not in took and "writable" in took and _holds(g, replica, service.vip):
+            took["address"] = time.monotonic() - cut
+        if service and web and "web" not in took and "address" in took:
+            code, res, _ = g.sh(web, "mariadb --defaults-extra-file=/etc/vmbuild/moodle-db.cnf -N -e "
+                                     "'SELECT @@read_only'", timeout=20)
+            if code == 0 and res.strip() == "0":
+                took["web"] = time.monotonic() - cut
+        time.sleep(1)
+    detail = ", ".join(f"{what} after {sec:.0f} s" for what, sec in
+                       (("writable", took.get("writable")), (f"holds {service.vip if service else ''}", took.get("address")),
+                        (f"{web} writes through it", took.get("web"))) if sec is not None)
+    out = [Check(f"failover: {replica} takes over from {primary} by itself (the witness)",
+                 len(took) == (3 if service and web else 1), (detail or "nothing") + " of the power cut")]
+    say(primary, "started again; it finds the witness naming " + replica + " and stays read-only")
+    _power(g, cluster, primary, on=True)
+    up_again = g.until(primary, "mariadb -N -e 'SELECT 1'", 400, 2)
+    fenced = False
+    if up_again:
+        time.sleep(15)   # past its guard's first steps and keepalived's election
+        fenced = not _writable(g, primary) and (service is None or (not _holds(g, primary, service.vip)
+                                                                      and _holds(g, replica, service.vip)))
+    out.append(Check(f"failover: {primary} came back read-only and left the DB to {replica}", fenced,
+                     (f"read-only, {replica} holds the address; to make {primary} a replica again: set "
+                      f"settings.db_primary: {replica} in {cluster.source}, then `vmbuild rebuild "
+                      f"{cluster.source} --vm {primary} --wipe-data`") if fenced else
+                     f"{primary}'s MariaDB did not answer within 400 s" if not up_again else
+                     f"{primary} writable or holding the address"))
+    booted = _wait_back(g, primary, 400)
+    out.append(Check(f"failover: {primary} is up", booted, "booted, cloud-init done" if booted else "not booted after 400s"))
+    return out
+
+
 def db_failover(cluster: Cluster, g: Guests, say: Say) -> list[Check]:
+    if topology.db_witness(cluster) is not None:
+        return db_takeover(cluster, g, say)
     primary, replicas = topology.db_primary(cluster), topology.db_replicas(cluster)
     if primary is None or not replicas:
         return []

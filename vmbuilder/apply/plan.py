@@ -83,7 +83,8 @@ def _diff(old: etree._Element, new: etree._Element) -> str:
 
 def observe_for(hv: Hypervisor, cluster: Cluster, want: DesiredHost) -> SeenHost:
     """Observe what a plan for WANT needs to see of HV's host."""
-    pools = {n for n, _ in want.pools} | {d.pool for v in want.vms for d in v.vm.disks}
+    pools = {n for n, _ in want.pools} | {d.pool for v in want.vms for d in v.vm.disks} | \
+        {v.witness.pool for v in want.vms if v.witness is not None}
     return observe(hv, cluster, {names.domain(cluster, d.vm) for d in want.vms},
                    {names.network(cluster, n) for n, _ in want.networks}, pools)
 
@@ -99,6 +100,8 @@ def needed_volumes(cluster: Cluster, want: DesiredHost) -> dict[tuple[str, str],
         needed[(d.vm.boot_disk.pool, d.seed_volume.findtext("name"))] = f"seed of {d.vm.name}"
         if d.code is not None:
             needed[(d.vm.boot_disk.pool, names.code_volume(cluster, d.code.volume_key))] = f"code {d.code.name}"
+        if d.witness is not None:
+            needed[(d.witness.pool, names.witness_volume(cluster))] = "DB witness, shared by the db VMs"
     return needed
 
 

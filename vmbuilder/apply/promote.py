@@ -28,24 +28,59 @@ from vmbuilder.verify.guests import Guests
 
 ROLE_CNF = "/etc/mysql/mariadb.conf.d/61-vmbuild-promotion.cnf"
 TRACK_FILE = "/var/lib/vmbuild/db-writable"     # keepalived's track file (cloudinit/db)
+# where a web server's config.php lives: the overlay's top layer (Moodle's code from its
+# volume), the copy the seed installs from, and the plain file without code (source: none)
+CONFIG_PHPS = ("/var/lib/vmbuild/moodle-top/config.php", "/etc/vmbuild/moodle-config.php", "/var/www/moodle/config.php")
+LIVE_CONFIG = "/var/www/moodle/config.php"
+GUARD = "/usr/local/sbin/vmbuild-db-guard"      # the witness's guard (cloudinit/db), with a witness
 
 
 def _sql(g: Guests, vm: str, sql: str, timeout: float = 60) -> tuple[int, str, str]:
     return g.sh(vm, f"mariadb -N -e \"{sql}\"", timeout=timeout)
 
 
-def _persist_read_only(value: int) -> str:
+def _persist_read_only(value: int, witness: bool = False) -> str:
+    if value == 0 and witness:
+        # with a witness every db VM starts read-only and its guard opens the one the witness
+        # names: no file may say otherwise at the next start
+        return f"rm -f {ROLE_CNF}"
     return f"printf '[mysqld]\\nread_only = {value}\\n' > {ROLE_CNF}"
 
 
+def _observed_primary(cluster: Cluster, g: Guests):
+    """The db VM that is the writable primary now, read from the guests (after an automatic
+    failover it is not the file's settings.db_primary); None when not exactly one is."""
+    from vmbuilder import roles
+
+    dbs = topology.role_vms(cluster, "db")
+    writable = [vm for vm in dbs
+                if roles.duty(cluster, "db", vm.name, lambda script, vm=vm: g.sh(vm.name, script, 20)).startswith("primary")]
+    return writable[0] if len(writable) == 1 else None
+
+
+def config_script(new_ip: str, dbhost: bool) -> str:
+    """A web server's shell lines that drop the read-only replica from config.php (and, with
+    DBHOST, point it at NEW_IP), then prove the live config.php says so. /var/www/moodle is
+    a read-only overlay of the code volume: config.php is edited where it lives (the
+    overlay's top layer) and in the copy the seed installs from; read-only places are skipped."""
+    edit = "; ".join(
+        ([f"sed -i -e \"s/^\\$CFG->dbhost .*/\\$CFG->dbhost    = '{new_ip}';/\" \"$f\""] if dbhost else [])
+        + ["sed -i -e \"s/, 'readonly' => array(.*));\\$/);/\" \"$f\""])
+    return ((f"echo {new_ip} > /etc/vmbuild/dbhost && sed -i 's/^host=.*/host={new_ip}/' /etc/vmbuild/moodle-db.cnf && "
+             if dbhost else "")
+            + f"for f in {' '.join(CONFIG_PHPS)}; do if [ -f \"$f\" ] && [ -w \"$(dirname \"$f\")\" ]; then "
+            + edit + f"; fi; done; ! grep -q \"'readonly' => array\" {LIVE_CONFIG}"
+            + (f" && grep -q \"dbhost *= '{new_ip}'\" {LIVE_CONFIG}" if dbhost else ""))
+
+
 def promote(cluster: Cluster, g: Guests, new: str, say: Say, catch_up_timeout: float = 120.0) -> dict:
-    old = topology.db_primary(cluster)
+    old = _observed_primary(cluster, g) or topology.db_primary(cluster)
     service = topology.db_service(cluster)
     target = next((v for v in topology.role_vms(cluster, "db") if v.name == new), None)
     if target is None:
         raise OperationError(f"{new} is not a db VM of cluster {cluster.name}")
     if old is not None and old.name == new:
-        raise OperationError(f"{new} is already the primary in {cluster.source}")
+        raise OperationError(f"{new} is already the primary (writable now, or named by settings.db_primary in {cluster.source})")
     code, out, err = _sql(g, new, "SELECT @@read_only")
     if code != 0:
         raise OperationError(f"{new}: MariaDB does not answer: {(err or out).strip()[:200]}")
@@ -73,10 +108,19 @@ def promote(cluster: Cluster, g: Guests, new: str, say: Say, catch_up_timeout: f
             _, status, _ = g.sh(new, "mariadb -e 'SHOW SLAVE STATUS\\G' | grep -E 'Gtid_IO_Pos|Slave_IO_Running'")
             say(old.name, "unreachable", "transactions it had not sent to the replica are lost; "
                 f"{new} got: {' '.join(status.split())}")
+    if topology.db_witness(cluster) is not None:
+        # the witness names the new primary first: from now on the old one's guard keeps it
+        # read-only wherever it is, and no replica's guard promotes over it
+        code, out, err = g.sh(new, f"{GUARD} claim", timeout=60)
+        if code != 0:
+            raise OperationError(f"{new}: could not write the witness's primacy record: {(err or out).strip()[:200]}; "
+                                 f"{'the old primary is read-only now; ' if result['old_reachable'] else ''}"
+                                 f"nothing else was changed")
+        say(new, "witness", f"names {new} the primary: {out.strip()}")
     code, _, err = _sql(g, new, "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0")
     if code != 0:
         raise OperationError(f"{new}: could not stop replication and open for writes: {err.strip()[:200]}")
-    g.sh(new, _persist_read_only(0))
+    g.sh(new, _persist_read_only(0, topology.db_witness(cluster) is not None))
     say(new, "primary", "replication stopped, writable")
     if service is not None:
         g.sh(new, f"mkdir -p /var/lib/vmbuild && echo 0 > {TRACK_FILE}")
@@ -85,16 +129,19 @@ def promote(cluster: Cluster, g: Guests, new: str, say: Say, catch_up_timeout: f
             f"does not hold {service.vip} after 60 s: see `journalctl -u keepalived` on {new}")
         result["service_address"] = service.vip if held else None
     new_ip = topology.first_ip(target)
-    host_change = "" if service is not None else (
-        f"echo {new_ip} > /etc/vmbuild/dbhost && sed -i 's/^host=.*/host={new_ip}/' /etc/vmbuild/moodle-db.cnf && "
-        f"sed -i -e \"s/^\\$CFG->dbhost .*/\\$CFG->dbhost    = '{new_ip}';/\" /var/www/moodle/config.php && ")
+    script = config_script(new_ip, service is None)
+    failed = []
     for web in (v.name for v in topology.role_vms(cluster, "web")):
-        code, _, err = g.sh(web, host_change + "sed -i -e \"s/, 'readonly' => array(.*));\\$/);/\" "
-                                 "/var/www/moodle/config.php")
+        code, _, err = g.sh(web, script)
         if code != 0:
-            say(web, "not updated", f"edit config.php by hand: {err.strip()[:160]}")
+            failed.append(web)
+            say(web, "not updated", f"config.php still names the old set-up: {err.strip()[:160] or f'exit {code}'}")
         else:
             say(web, "config.php", f"dbhost {service.vip if service else new_ip}, no read-only replica")
+    if failed:
+        raise OperationError(f"{new} is the primary now, but config.php on {', '.join(failed)} could not be "
+                             f"updated (see above): rebuild {', '.join(failed)} once settings.db_primary is {new} "
+                             f"(`vmbuild rebuild {cluster.source} --vm {failed[0]}`)")
     return result
 
 

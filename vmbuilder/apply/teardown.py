@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from vmbuilder import ownership
+from vmbuilder import ownership, topology
 from vmbuilder.apply.context import HostRun, Run
 from vmbuilder.apply.lock import cluster_lock
 from vmbuilder.hypervisor.observe import SeenHost, observe
@@ -65,7 +65,11 @@ def down(run: Run, grace: float) -> dict[str, dict[str, str] | Exception]:
 
 
 def _keep_volumes(cluster: Cluster) -> set[tuple[str, str]]:
-    return {(d.pool, names.disk_volume(cluster, vm, d)) for vm in cluster.vms for d in vm.disks if d.keep}
+    keep = {(d.pool, names.disk_volume(cluster, vm, d)) for vm in cluster.vms for d in vm.disks if d.keep}
+    witness = topology.db_witness(cluster)
+    if witness is not None:   # it says which db VM's data is the newest: data, like theirs
+        keep.add((witness.pool, names.witness_volume(cluster)))
+    return keep
 
 
 def _vm_volume_names(cluster: Cluster, vm, pools: set[str] | None = None) -> set[tuple[str, str]]:
@@ -79,6 +83,9 @@ def _vm_volume_names(cluster: Cluster, vm, pools: set[str] | None = None) -> set
                          names.initrd_volume(cluster, image)):
                 vols |= {(d.pool, blob), (d.pool, names.complete_marker(blob))}
     vols.add((vm.boot_disk.pool, names.seed_volume(cluster, vm)))
+    witness = topology.db_witness(cluster) if vm.role == "db" else None
+    if witness is not None:
+        vols.add((witness.pool, names.witness_volume(cluster)))
     code = web.code(cluster) if vm.role == "web" else None
     if code is not None:
         blob = names.code_volume(cluster, code.volume_key)

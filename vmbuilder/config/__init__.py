@@ -155,7 +155,7 @@ def load_cluster(path: Path | str, lab: bool = False) -> Cluster:
         vms = [replace(lab_sized[v.name][1], host=v.host) if v.name in lab_sized else v for v in vms]
     declared_roles = {e["name"]: e.get("role") or "base" for e in entries
                       if isinstance(e, dict) and isinstance(e.get("name"), str)}
-    settings = rolesettings.check(ck, src, top.get("settings") or {}, vms, networks, declared_roles)
+    settings = rolesettings.check(ck, src, top.get("settings") or {}, vms, networks, declared_roles, pools)
 
     if ck.problems:
         raise InputError(sorted(set(ck.problems), key=lambda p: (p.file != src.file, p.file, p.line, p.key)))

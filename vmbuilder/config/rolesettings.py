@@ -11,9 +11,9 @@ from vmbuilder import identity
 from vmbuilder.config import grammar
 from vmbuilder.config.checks import Checker
 from vmbuilder.config.yamlsrc import Source
-from vmbuilder.model import VM, Network
+from vmbuilder.model import VM, Network, Pool
 
-SETTINGS_KEYS = ("vip", "lb", "db_primary", "db_vip", "time_source", "moodle", "firewall")
+SETTINGS_KEYS = ("vip", "lb", "db_primary", "db_vip", "db_witness", "time_source", "moodle", "firewall")
 SETTINGS_LB_KEYS = ("probe_ips", "persistence")
 SETTINGS_MOODLE_KEYS = ("wwwroot", "source", "sha256", "fullname", "shortname", "install")
 MOODLE_INSTALLS = ("prebuilt", "guest")
@@ -103,6 +103,30 @@ def _db_vip(ck: Checker, src: Source, raw: Any, by_role: dict[str, list], networ
     return str(addr)
 
 
+def _db_witness(ck: Checker, src: Source, raw: Any, dbs: list[VM], declared: int,
+                pools: dict[str, Pool]) -> str | None:
+    """The pool of the DB primary's third vote (a small disk every db VM shares, see
+    cloudinit/db/vmbuild-db-guard.py): a shared pool every db VM's host mounts, as the NAS is."""
+    p = ("settings", "db_witness")
+    if not isinstance(raw, str) or raw not in pools:
+        ck.add(src, p, f"{raw!r} is not a pool of this file (pools: {', '.join(pools) or 'none'})")
+        return None
+    pool = pools[raw]
+    if not pool.shared:
+        ck.add(src, p, f"pool {raw!r} is not shared: the witness must be one disk that every db VM's host "
+               f"sees (a NAS pool with shared: true)")
+        return None
+    if declared < 2:   # counted from the entries: a db VM with a problem of its own still counts
+        ck.add(src, p, f"needs two db VMs or more (has {declared}): the witness decides which one is the primary")
+        return None
+    away = sorted({vm.host for vm in dbs if pool.hosts and vm.host not in pool.hosts})
+    if away:
+        ck.add(src, p, f"pool {raw!r} is not on host {', '.join(away)}, where db VMs run (its hosts: "
+               f"{', '.join(pool.hosts)})")
+        return None
+    return raw
+
+
 def _file_sha256(path: str) -> str | OSError:
     import stat
 
@@ -115,7 +139,7 @@ def _file_sha256(path: str) -> str | OSError:
 
 
 def check(ck: Checker, src: Source, raw: Any, vms: list[VM], networks: dict[str, Network],
-          declared_roles: dict[str, str]) -> dict:
+          declared_roles: dict[str, str], pools: dict[str, Pool] | None = None) -> dict:
     """Check `settings:` and return it normalised (URLs re-serialised, unknown keys dropped
     after being reported). VMS are those built without problems; DECLARED_ROLES names every
     VM entry's role, so a VM with a problem of its own does not also make its name look
@@ -153,6 +177,11 @@ def check(ck: Checker, src: Source, raw: Any, vms: list[VM], networks: dict[str,
         db_vip = _db_vip(ck, src, settings["db_vip"], by_role, networks, used, out.get("vip"))
         if db_vip is not None:
             out["db_vip"] = db_vip
+    if settings.get("db_witness") is not None:
+        witness = _db_witness(ck, src, settings["db_witness"], by_role.get("db", []),
+                              sum(1 for r in declared_roles.values() if r == "db"), pools or {})
+        if witness is not None:
+            out["db_witness"] = witness
     lb = settings.get("lb")
     if lb is not None:
         lb = ck.mapping(src, ("settings", "lb"), lb, SETTINGS_LB_KEYS)

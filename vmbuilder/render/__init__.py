@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from lxml import etree
 
-from vmbuilder import roles
+from vmbuilder import roles, topology
 from vmbuilder.model import Accel, Cluster, VM
 from vmbuilder.render import names
 from vmbuilder.render.domain import domain_xml
@@ -28,6 +28,7 @@ class DesiredVM:
     seed_iso: bytes
     seed_volume: etree._Element
     code: Any = None    # roles' Code the VM gets as a read-only volume (Moodle's tarball), or None
+    witness: Any = None  # topology.DbWitness the VM shares with the other db VMs, or None
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,12 @@ def desired_vm(cluster: Cluster, vm: VM, accel: Accel, secrets: Mapping | None =
     seed = seed_files(cluster, vm, secrets, facts=facts)
     iso = build_iso(seed.files())
     code = roles.code_for(cluster, vm.role)
+    witness = topology.db_witness(cluster) if vm.role == "db" else None
     return DesiredVM(
         vm=vm,
-        domain=domain_xml(cluster, vm, domain_type(accel), seed_hash=seed.instance_id, code=code),
+        domain=domain_xml(cluster, vm, domain_type(accel), seed_hash=seed.instance_id, code=code, witness=witness),
         volumes=tuple((d.pool, disk_volume_xml(cluster, vm, d)) for d in vm.disks),
-        seed=seed, seed_iso=iso, seed_volume=seed_volume_xml(cluster, vm, len(iso)), code=code)
+        seed=seed, seed_iso=iso, seed_volume=seed_volume_xml(cluster, vm, len(iso)), code=code, witness=witness)
 
 
 def desired_host(cluster: Cluster, host: str, accel: Accel, secrets: Mapping | None = None,

@@ -12,7 +12,8 @@ from vmbuilder.render.xmltools import seal, sub
 DEFAULT_CMDLINE = "root=/dev/vda rw console=ttyS0"
 
 
-def domain_xml(cluster: Cluster, vm: VM, domain_type: str, seed_hash: str = "", code=None) -> etree._Element:
+def domain_xml(cluster: Cluster, vm: VM, domain_type: str, seed_hash: str = "", code=None,
+               witness=None) -> etree._Element:
     """domain_type is libvirt's: 'kvm', or 'qemu' for plain emulation (TCG). CODE: an
     application's code volume (roles' Code) attached read-only as a second CD-ROM."""
     name = names.domain(cluster, vm)
@@ -33,7 +34,7 @@ def domain_xml(cluster: Cluster, vm: VM, domain_type: str, seed_hash: str = "", 
     sub(root, "on_poweroff", "destroy")
     sub(root, "on_reboot", "restart")
     sub(root, "on_crash", "destroy")
-    _devices(sub(root, "devices"), cluster, vm, code)
+    _devices(sub(root, "devices"), cluster, vm, code, witness)
     volumes = tuple(f"{d.pool}/{names.disk_volume(cluster, vm, d)}" for d in vm.disks)
     volumes += (f"{vm.boot_disk.pool}/{names.seed_volume(cluster, vm)}",)
     mark = ownership.Mark(cluster=cluster.name, prefix=cluster.prefix, kind="domain", name=vm.name, spec="", role=vm.role,
@@ -55,13 +56,22 @@ def _os(root: etree._Element, cluster: Cluster, vm: VM) -> None:
         sub(os_, "boot", dev="hd")
 
 
-def _devices(dev: etree._Element, cluster: Cluster, vm: VM, code) -> None:
+def _devices(dev: etree._Element, cluster: Cluster, vm: VM, code, witness=None) -> None:
     for i, disk in enumerate(vm.disks):
         node = sub(dev, "disk", type="file", device="disk")
         sub(node, "driver", name="qemu", type="qcow2", discard="unmap")
         sub(node, "source", file=names.volume_path(cluster, disk.pool, names.disk_volume(cluster, vm, disk)))
         sub(node, "target", dev=f"vd{chr(ord('a') + i)}", bus="virtio")
         sub(node, "serial", f"{vm.name}-{disk.name}"[:20])
+    if witness is not None:
+        # one raw disk that every db VM opens at once (shareable), with no host cache between
+        # the guests and the NAS: a heartbeat written by one is what the other reads next
+        node = sub(dev, "disk", type="file", device="disk")
+        sub(node, "driver", name="qemu", type="raw", cache="none", io="native")
+        sub(node, "source", file=names.volume_path(cluster, witness.pool, names.witness_volume(cluster)))
+        sub(node, "target", dev=f"vd{chr(ord('a') + len(vm.disks))}", bus="virtio")
+        sub(node, "serial", witness.serial)
+        sub(node, "shareable")
     # The seed CD-ROM sits on virtio-scsi: Debian's cloud kernel has no AHCI driver, so a
     # q35 SATA CD-ROM is invisible to it and cloud-init silently finds no datasource.
     seed = sub(dev, "disk", type="file", device="cdrom")

@@ -61,6 +61,11 @@ def code_volume(cluster: Cluster, sha256: str) -> str:
     return cluster.object_name(f"code-{sha256[:16]}.img")
 
 
+def witness_volume(cluster: Cluster) -> str:
+    """The DB witness every db VM shares (settings.db_witness): the primacy record and heartbeats."""
+    return cluster.object_name("db-witness.img")
+
+
 def is_upload(cluster: Cluster, volume: str) -> bool:
     """Volumes vmbuild fills from a file on this machine: complete only beside their marker."""
     return volume.startswith((cluster.object_name("base-"), cluster.object_name("code-")))

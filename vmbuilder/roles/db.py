@@ -16,7 +16,10 @@ RANK = 1
 def facts(cluster: Cluster, by_name) -> dict:
     primary = topology.db_primary(cluster)
     service = topology.db_service(cluster)
-    return {"db_primary": by_name[primary.name] if primary else None,
+    witness = topology.db_witness(cluster)
+    return {"db_witness": dict(asdict(witness), members={vm: {"slot": i, "ip": ip} for vm, i, ip in witness.slots})
+            if witness else None,
+            "db_primary": by_name[primary.name] if primary else None,
             "db_replicas": [by_name[v.name] for v in topology.db_replicas(cluster)],
             "db_service": asdict(service) if service else None,
             "db_address": topology.db_address(cluster) or ""}
@@ -24,7 +27,39 @@ def facts(cluster: Cluster, by_name) -> dict:
 
 def duty(cluster: Cluster, vm: str, sh) -> str:
     """Writable or not, and replicating from whom: what the guest's MariaDB says, whatever
-    the file's settings.db_primary says."""
+    the file's settings.db_primary says; with a witness, what its guard wrote there."""
+    said = _duty(cluster, vm, sh)
+    if topology.db_witness(cluster) is None:
+        return said
+    return f"{said}; {witness_view(vm, sh)}"
+
+
+WITNESS_GUARD = "/usr/local/sbin/vmbuild-db-guard"
+
+
+def witness_view(vm: str, sh) -> str:
+    """The witness as VM's guard reads it: the primacy record and VM's own heartbeat."""
+    import json
+
+    code, out, err = sh(f"{WITNESS_GUARD} show")
+    try:
+        view = json.loads(out) if code == 0 else None
+    except ValueError:
+        view = None
+    if not isinstance(view, dict):
+        return f"witness unreadable ({first_line(err) or f'exit {code}'})"
+    rec, mine = view.get("record") or {}, (view.get("heartbeats") or {}).get(vm) or {}
+    if not rec:
+        return "witness empty"
+    text = f"witness: epoch {rec.get('epoch')}, primary {rec.get('primary')}"
+    if mine.get("role") == "primary":
+        text += ", in sync" if mine.get("sync") else ", asynchronous (a replica is not acknowledging)"
+    elif mine.get("role"):
+        text += f", this VM {mine['role']}"
+    return text + (f" ({mine['note']})" if mine.get("note") else "")
+
+
+def _duty(cluster: Cluster, vm: str, sh) -> str:
     code, res, _ = sh("mariadb -N -e 'SELECT @@read_only' && mariadb -e 'SHOW SLAVE STATUS\\G' | "
                       "sed -n 's/^ *\\(Master_Host\\|Slave_IO_Running\\): //p'")
     lines = res.split()
@@ -47,7 +82,8 @@ def duty(cluster: Cluster, vm: str, sh) -> str:
 def checks(cluster: Cluster, g: Guests, secrets: Mapping[str, str]) -> list[Check]:
     if topology.db_primary(cluster) is None:
         return []
-    primary, replicas = topology.db_primary(cluster).name, [v.name for v in topology.db_replicas(cluster)]
+    primary = observed_primary(cluster, g) or topology.db_primary(cluster).name
+    replicas = [v.name for v in topology.role_vms(cluster, "db") if v.name != primary]
     out = []
     code, res, err = g.sh(primary, "mariadb -N -e \"SELECT @@read_only, @@log_bin, "
                                    "(SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name='moodle')\"")
@@ -78,7 +114,58 @@ def checks(cluster: Cluster, g: Guests, secrets: Mapping[str, str]) -> list[Chec
         out.append(Check(f"{r}: a row written on {primary} arrives", seen,
                          f"after {time.monotonic() - started:.1f}s" if seen else
                          (first_line(err) if code != 0 else "not there after 30s")))
-    return out + semisync(g, primary, replicas) + service_address(cluster, g, primary)
+    return out + semisync(g, primary, replicas) + service_address(cluster, g, primary) + witness(cluster, g, primary)
+
+
+def witness(cluster: Cluster, g: Guests, primary: str) -> list[Check]:
+    """The third vote works: the witness names the writable primary, which is in sync (a
+    replica could take over without losing a commit), and every db VM's guard is beating.
+    Looked at up to six times, 2 s apart: a commit that waited over a second for the replica
+    (a busy machine) turns `sync` off until the next heartbeat."""
+    import json
+
+    w = topology.db_witness(cluster)
+    if w is None:
+        return []
+    name = f"witness on {w.pool}: names the primary ({primary}), in sync, every guard beating"
+    first, view = None, {}
+    for attempt in range(6):
+        if attempt:
+            time.sleep(2)
+        code, out, err = g.sh(primary, f"{WITNESS_GUARD} show")
+        try:
+            view = json.loads(out)
+            beats = {vm: (view["heartbeats"].get(vm) or {}).get("n") for vm, _, _ in w.slots}
+        except (ValueError, KeyError, AttributeError, TypeError):
+            return [Check(name, False, first_line(err) or f"exit {code}: {first_line(out)}")]
+        first = first or beats
+        rec = view.get("record") or {}
+        still = [vm for vm in beats if beats[vm] is None or (attempt and beats[vm] == first[vm])]
+        mine = view["heartbeats"].get(primary) or {}
+        if attempt and rec.get("primary") == primary and mine.get("sync") is True and not still:
+            break
+    return [Check(name, rec.get("primary") == primary and mine.get("sync") is True and not still,
+                  f"epoch {rec.get('epoch')}, primary {rec.get('primary')}, "
+                  f"{'in sync' if mine.get('sync') else 'not in sync'}"
+                  + (f", heartbeat not moving: {', '.join(still)}" if still else ""))]
+
+
+def observed_primary(cluster: Cluster, g: Guests) -> str | None:
+    """With a witness, the primary is the db VM it names (after a takeover, not the file's
+    settings.db_primary): the checks follow the cluster as it is."""
+    import json
+
+    if topology.db_witness(cluster) is None:
+        return None
+    for vm in topology.role_vms(cluster, "db"):
+        code, out, _ = g.sh(vm.name, f"{WITNESS_GUARD} show", timeout=20)
+        try:
+            rec = json.loads(out).get("record") if code == 0 else None
+        except (ValueError, AttributeError):
+            rec = None
+        if isinstance(rec, dict) and rec.get("primary") in {v.name for v in topology.role_vms(cluster, "db")}:
+            return rec["primary"]
+    return None
 
 
 def service_address(cluster: Cluster, g: Guests, primary: str) -> list[Check]:

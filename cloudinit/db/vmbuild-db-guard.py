@@ -1,0 +1,387 @@
+#!/usr/bin/python3
+"""vmbuild-db-guard: the DB primary's third vote, a lease on the shared witness disk.
+
+Every db VM runs this guard. They share a small raw disk on the NAS (settings.db_witness),
+seen by both hypervisors, which two hosts cannot disagree about when the link between them
+breaks: it is the third vote.
+
+The disk holds, in 4 KiB blocks written with O_DIRECT|O_DSYNC (never a page cache between
+the guests and the NAS):
+  block 0      the primacy record: {"epoch": N, "primary": VM}. Only the primary it names may
+               be writable; a promotion writes a new one (epoch + 1) before anything else.
+  block 1+i    db VM i's heartbeat: a counter it advances every HEARTBEAT seconds, with its
+               role, and, on the primary, whether every commit MariaDB acknowledged is on a
+               replica too ("sync": semi-synchronous replication on, a replica answering).
+
+The rules, each a few lines below:
+  - the primary fences itself (read-only, gives up the DB service address, kills MariaDB if
+    read-only does not take) when it has not written its heartbeat for FENCE_AFTER seconds:
+    it lost the witness (its host's link to the NAS, or the NAS);
+  - a replica promotes itself when the primary's heartbeat has not moved for DEAD_AFTER
+    seconds (> FENCE_AFTER: a primary that is alive but lost the disk has fenced itself by
+    then), its own heartbeat is being written (it holds the witness), the primary's last
+    heartbeat said "sync" (else commits only the primary has would be lost: a person decides,
+    with `vmbuild db promote`), and no other live replica received more. It applies
+    everything it received, then becomes writable; keepalived moves the address to it;
+  - a db VM the record does not name is never writable: an old primary that comes back
+    finds the record names another and stays read-only (and fences itself if it was not);
+  - a link broken between the hosts changes nothing: the primary still renews its
+    heartbeat on the witness, so the replica never promotes.
+
+`vmbuild-db-guard show` prints the record and every heartbeat as JSON (status, verify);
+`vmbuild-db-guard claim` writes a record naming this VM (used by `vmbuild db promote` once the
+replica has caught up with a reachable primary).
+"""
+import json
+import mmap
+import os
+import subprocess
+import sys
+import threading
+import time
+import zlib
+
+BLOCK = 4096
+CONF = "/etc/vmbuild/db-guard.json"
+TRACK_FILE = "/var/lib/vmbuild/db-writable"     # keepalived's track file: 0 may hold the address
+ROLE_CNF = "/etc/mysql/mariadb.conf.d/61-vmbuild-promotion.cnf"
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+class Witness:
+    """The shared disk, block by block. Each block is JSON, its CRC-32 and zero padding: a
+    block torn by a crash reads as None, never as a wrong record."""
+
+    def __init__(self, path, direct=True):
+        flags = os.O_RDWR | os.O_DSYNC | (getattr(os, "O_DIRECT", 0) if direct else 0)
+        self.fd = os.open(path, flags)
+        self.buf = mmap.mmap(-1, BLOCK)    # page-aligned, as O_DIRECT wants
+
+    def read(self, block):
+        self.buf.seek(0)
+        self.buf.write(b"\0" * BLOCK)
+        os.preadv(self.fd, [self.buf], block * BLOCK)
+        raw = bytes(self.buf).rstrip(b"\0")
+        body, _, crc = raw.rpartition(b"\n")
+        if not body or crc != b"%08x" % zlib.crc32(body):
+            return None
+        try:
+            return json.loads(body)
+        except ValueError:
+            return None
+
+    def write(self, block, record):
+        body = json.dumps(record, sort_keys=True).encode()
+        data = body + b"\n" + b"%08x" % zlib.crc32(body)
+        if len(data) > BLOCK:
+            raise ValueError("record larger than a block")
+        self.buf.seek(0)
+        self.buf.write(data + b"\0" * (BLOCK - len(data)))
+        os.pwritev(self.fd, [self.buf], block * BLOCK)
+
+
+class MariaDB:
+    """The local server, through the root socket."""
+
+    def sql(self, query, timeout=20):
+        r = subprocess.run(["mariadb", "-N", "-B", "-e", query], capture_output=True, text=True, timeout=timeout)
+        if r.returncode != 0:
+            raise RuntimeError((r.stderr or r.stdout).strip()[:300])
+        return r.stdout
+
+    def values(self, query):
+        return dict(line.split("\t", 1) for line in self.sql(query).splitlines() if "\t" in line)
+
+    def read_only(self):
+        return self.sql("SELECT @@read_only").strip() == "1"
+
+    def slave(self):
+        """SHOW SLAVE STATUS as a dict ({} when this server replicates from nobody)."""
+        r = subprocess.run(["mariadb", "-e", "SHOW SLAVE STATUS\\G"], capture_output=True, text=True, timeout=20)
+        if r.returncode != 0:
+            raise RuntimeError(r.stderr.strip()[:300])
+        return {k.strip(): v.strip() for k, _, v in (l.partition(":") for l in r.stdout.splitlines()[1:]) if k.strip()}
+
+    def semisync(self):
+        s = self.values("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_%'")
+        return {"on": s.get("Rpl_semi_sync_master_status") == "ON",
+                "clients": int(s.get("Rpl_semi_sync_master_clients") or 0),
+                "waiting": int(s.get("Rpl_semi_sync_master_wait_sessions") or 0)}
+
+    def binlog_pos(self):
+        return self.sql("SELECT @@gtid_binlog_pos").strip()
+
+
+def seq(gtid):
+    """The largest sequence number in a GTID position ('0-1-42,1-2-7' -> 42): how far it got."""
+    best = 0
+    for part in (gtid or "").split(","):
+        bits = part.strip().split("-")
+        if len(bits) == 3 and bits[2].isdigit():
+            best = max(best, int(bits[2]))
+    return best
+
+
+def set_track(value):
+    os.makedirs(os.path.dirname(TRACK_FILE), exist_ok=True)
+    with open(TRACK_FILE, "w") as f:
+        f.write(f"{value}\n")
+
+
+def persist_read_only(value):
+    """1: read-only from MariaDB's next start on, whatever else says (a fenced VM). 0: the
+    file goes, and the role's own read_only = 1 applies at the next start: with a witness
+    every db VM starts read-only, and only its guard opens it for writes."""
+    if value:
+        with open(ROLE_CNF, "w") as f:
+            f.write("[mysqld]\nread_only = 1\n")
+    elif os.path.exists(ROLE_CNF):
+        os.unlink(ROLE_CNF)
+
+
+class Guard:
+    HEARTBEAT = 1.0
+    FENCE_AFTER = 5.0       # the primary fences itself after this long without a heartbeat written
+    DEAD_AFTER = 12.0       # a replica takes over after this long without the primary's heartbeat moving
+    WAIT_LIMIT = 1.0        # a commit waiting longer than this for a replica: "sync" is false from then
+
+    def __init__(self, conf, witness, db, clock=time.monotonic, say=log, track=set_track,
+                 persist=persist_read_only):
+        self.conf, self.disk, self.db, self.clock, self.say = conf, witness, db, clock, say
+        self.track, self.persist = track, persist
+        self.me = conf["me"]
+        self.members = conf["members"]              # name -> {"slot": i, "ip": ...}
+        self.counter = 0
+        self.last_written = None                     # clock of the last heartbeat that reached the disk
+        self.seen = {}                                # peer -> (counter, clock when it last moved)
+        self.waiting_since = None
+        self.fenced_note = None
+        self.role = "starting"
+        self.sync = False
+        self.note = ""
+
+    # -- the disk ------------------------------------------------------------------------
+    def slot(self, name):
+        return 1 + int(self.members[name]["slot"])
+
+    def record(self):
+        return self.disk.read(0)
+
+    def beat(self, extra):
+        self.counter += 1
+        rec = {"vm": self.me, "n": self.counter, "role": self.role, "sync": self.sync, "note": self.note}
+        rec.update(extra)
+        self.disk.write(self.slot(self.me), rec)
+        self.last_written = self.clock()
+
+    def watch_peers(self):
+        now, out = self.clock(), {}
+        for name in self.members:
+            if name == self.me:
+                continue
+            hb = self.disk.read(self.slot(name))
+            out[name] = hb
+            n = hb.get("n") if hb else None
+            if name not in self.seen or self.seen[name][0] != n:
+                self.seen[name] = (n, now)
+        return out
+
+    def silent_for(self, name):
+        return self.clock() - self.seen[name][1] if name in self.seen else 0.0
+
+    def holds_witness(self):
+        return self.last_written is not None and self.clock() - self.last_written < self.FENCE_AFTER
+
+    # -- MariaDB ---------------------------------------------------------------------------
+    def fence(self, why):
+        """Stop writing: read-only from now and from MariaDB's next start, the address given up.
+        If read-only does not take (a commit stuck), MariaDB is killed: it never acknowledges
+        anything the new primary lacks."""
+        self.persist(1)
+        self.track(1)
+        try:
+            self.db.sql("SET GLOBAL read_only = 1", timeout=3)
+        except Exception as e:   # stuck or down: a killed server loses nothing it acknowledged
+            subprocess.run(["systemctl", "kill", "-s", "KILL", "mariadb"], capture_output=True)
+            why += f" (read-only did not take: {e}; MariaDB killed)"
+        if self.fenced_note != why:
+            self.say(f"fenced: {why}")
+            self.fenced_note = why
+        self.role = "fenced"
+
+    def become_primary(self):
+        """Idempotent: a replica applies all it received, forgets its primary, opens for writes."""
+        s = self.db.slave()
+        if s:
+            self.db.sql("STOP SLAVE IO_THREAD")
+            got = self.db.slave().get("Gtid_IO_Pos", "")
+            if got and self.db.sql(f"SELECT MASTER_GTID_WAIT('{got}', 120)", timeout=130).strip() != "0":
+                raise RuntimeError(f"relay log not applied up to {got} within 120 s")
+            self.db.sql("STOP SLAVE; RESET SLAVE ALL")
+            self.say(f"applied everything received (up to {got or 'nothing'}), replication stopped")
+        if self.db.read_only():
+            self.db.sql("SET GLOBAL read_only = 0")
+            self.say("writable: primary")
+        self.persist(0)
+        self.track(0)
+        self.fenced_note = None
+        self.role = "primary"
+
+    def watch_sync(self):
+        """Whether every acknowledged commit is on a replica: semi-sync on with a replica
+        answering, and no commit waiting longer than WAIT_LIMIT (MariaDB gives up waiting at
+        rpl_semi_sync_master_timeout, later than that, and acknowledges alone from then)."""
+        s = self.db.semisync()
+        if s["waiting"]:
+            self.waiting_since = self.waiting_since if self.waiting_since is not None else self.clock()
+        else:
+            self.waiting_since = None
+        stuck = self.waiting_since is not None and self.clock() - self.waiting_since >= self.WAIT_LIMIT
+        return s["on"] and s["clients"] >= 1 and not stuck
+
+    # -- one step ----------------------------------------------------------------------------
+    def step(self):
+        rec = self.record()
+        if rec is None:
+            rec = self.initialise()
+        peers = self.watch_peers()
+        if rec is None:
+            self.role, self.note = "waiting", "no primacy record yet"
+            self.beat({})
+        elif rec["primary"] == self.me:
+            self.step_primary(rec)
+        else:
+            self.step_other(rec, peers)
+
+    def initialise(self):
+        """An empty witness (first boot, or a new one): the file's primary claims it, if it
+        has never been fenced and replicates from nobody. Any other VM waits: after a lost
+        witness a person says who the primary is (`vmbuild db promote`)."""
+        if self.me != self.conf.get("primary"):
+            return None
+        try:
+            if self.db.slave() or os.path.exists(self.conf.get("fence_file", ROLE_CNF)):
+                return None
+        except Exception:
+            return None
+        rec = {"epoch": 1, "primary": self.me}
+        self.disk.write(0, rec)
+        self.say("witness was empty: primacy record written, epoch 1")
+        return rec
+
+    def step_primary(self, rec):
+        if self.role != "primary":
+            # the heartbeat first: a primary opens for writes only once its heartbeat is on the
+            # witness, and only if the record still names it after that write
+            self.beat({"epoch": rec["epoch"]})
+            if self.record() != rec:
+                return
+            self.become_primary()
+        sync = self.watch_sync()
+        if self.sync and not sync:
+            self.note = "a replica is not acknowledging: asynchronous, no automatic promotion until it catches up"
+            self.say(self.note)
+        elif sync and not self.sync:
+            self.note = ""
+            self.say("semi-synchronous: every acknowledged commit is on a replica")
+        self.sync = sync
+        self.beat({"epoch": rec["epoch"], "gtid": self.db.binlog_pos()})
+
+    def step_other(self, rec, peers):
+        self.sync = False
+        if self.role in ("primary", "promoting") or not self.db.read_only():
+            self.fence(f"the witness names {rec['primary']} (epoch {rec['epoch']}) as the primary")
+        s = self.db.slave()
+        got = s.get("Gtid_IO_Pos", "")
+        self.role = "replica" if s else "fenced"
+        self.beat({"epoch": rec["epoch"], "io": got, "of": self.master_name(s)})
+        primary = rec["primary"]
+        last = peers.get(primary)
+        if not s or primary not in self.members:
+            return     # an old primary (diverged, maybe): a rebuild makes it a replica again
+        silent = self.silent_for(primary)
+        if silent < self.DEAD_AFTER or not self.holds_witness():
+            self.note = ""
+            return
+        if not (last and last.get("sync") and last.get("epoch") == rec["epoch"]):
+            note = (f"{primary} is silent for {silent:.0f} s but was asynchronous: not promoting "
+                    f"(`vmbuild db promote` would lose what only {primary} had)")
+            if note.split(":")[0] != self.note.split(":")[0]:
+                self.say(note)
+            self.note = note
+            return
+        if not self.best_candidate(peers, primary, got):
+            return
+        # a last look, just before the record is written: the primary's heartbeat still has
+        # not moved, and the record is still the one read
+        again = self.disk.read(self.slot(primary))
+        if (again or {}).get("n") != (last or {}).get("n") or self.record() != rec:
+            return
+        new = {"epoch": rec["epoch"] + 1, "primary": self.me, "after": primary}
+        self.disk.write(0, new)
+        self.say(f"{primary} silent for {silent:.0f} s: promoting (epoch {new['epoch']})")
+        self.role = "promoting"
+        self.step_primary(new)
+
+    def best_candidate(self, peers, primary, got):
+        """Among the replicas still beating, the one that received most (then the lowest slot)."""
+        mine = (seq(got), -int(self.members[self.me]["slot"]))
+        for name, hb in peers.items():
+            if name == primary or not hb or self.silent_for(name) >= self.DEAD_AFTER or hb.get("role") != "replica":
+                continue
+            if (seq(hb.get("io")), -int(self.members[name]["slot"])) > mine:
+                return False
+        return True
+
+    def master_name(self, s):
+        host = s.get("Master_Host")
+        return next((n for n, m in self.members.items() if m.get("ip") == host), host)
+
+
+def watchdog(guard, stop):
+    """A primary whose disk write hangs (its NAS gone, I/O stuck) never gets back to its loop
+    to fence itself: this thread does, from the time of the last write that got through."""
+    while not stop.wait(0.5):
+        if guard.role == "primary" and guard.last_written is not None and not guard.holds_witness():
+            try:
+                guard.fence(f"heartbeat write stuck for {guard.clock() - guard.last_written:.0f} s: lost the witness")
+            except Exception as e:
+                log(f"fence failed: {e}")
+
+
+def main(argv):
+    with open(CONF) as f:
+        conf = json.load(f)
+    disk = Witness(conf["device"])
+    if argv[1:] == ["show"]:
+        out = {"record": disk.read(0)}
+        out["heartbeats"] = {n: disk.read(1 + int(m["slot"])) for n, m in conf["members"].items()}
+        print(json.dumps(out, sort_keys=True))
+        return 0
+    if argv[1:] == ["claim"]:
+        rec = disk.read(0) or {"epoch": 0}
+        new = {"epoch": rec["epoch"] + 1, "primary": conf["me"], "after": rec.get("primary")}
+        disk.write(0, new)
+        print(json.dumps(new, sort_keys=True))
+        return 0
+    guard = Guard(conf, disk, MariaDB())
+    for key in ("HEARTBEAT", "FENCE_AFTER", "DEAD_AFTER"):
+        if key.lower() in conf:
+            setattr(guard, key, float(conf[key.lower()]))
+    stop = threading.Event()
+    threading.Thread(target=watchdog, args=(guard, stop), daemon=True).start()
+    log(f"guarding {conf['me']} on {conf['device']}")
+    while True:
+        started = time.monotonic()
+        try:
+            guard.step()
+        except Exception as e:   # MariaDB starting, a disk error: the next step tries again
+            log(f"step: {e}")
+        time.sleep(max(0.0, guard.HEARTBEAT - (time.monotonic() - started)))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,185 @@
+"""The DB primary's third vote on real guests: two db VMs on two lab hosts sharing a witness
+disk on the NAS pool (settings.db_witness), each running vmbuild-db-guard.
+
+A writer on db2 commits numbered rows through the DB service address all along, and keeps
+the numbers MariaDB acknowledged. Then, in turn:
+- the link between the hosts breaks for longer than the takeover delay: nobody promotes
+  (the primary still renews its heartbeat on the witness), and replication resumes after;
+- the primary's host loses power (every guest of hv1 destroyed at once): db2 promotes itself
+  with no person acting, takes the address, and has every acknowledged row;
+- the old primary comes back (`up` starts it): it stays read-only and never takes the
+  address back; `status` shows db2 as the primary.
+"""
+import json
+import subprocess
+import time
+
+import pytest
+
+from labkit import LabCluster, lab_of, needs_root_and_libvirtd, run, why
+from vmbuilder.config import load_cluster
+from vmbuilder.hypervisor.connection import Hypervisor
+from vmbuilder.lab import lan
+
+pytestmark = [pytest.mark.slow, needs_root_and_libvirtd]
+
+VIP = "10.66.0.30"
+CLUSTER = f"""\
+name: e2ewit
+accel: tcg
+hosts:
+  hv1: {{uri: "qemu+ssh://root@hv1/system", cpus: 2, memory: 4GiB}}
+  hv2: {{uri: "qemu+ssh://root@hv2/system", cpus: 2, memory: 4GiB}}
+networks:
+  back: {{mode: bridge, bridge: br1, cidr: 10.66.0.0/24}}
+storage:
+  local: {{type: dir, path: /var/lib/libvirt/images/e2ewit}}
+  nas: {{type: netfs, server: 10.66.0.40, export: /srv/vmstore, path: /var/lib/libvirt/nas/e2ewit, shared: true}}
+images:
+  debian12: {{recipe: debian12-roles}}
+roles:
+  db: {{vcpus: 1, memory: 768MiB}}
+defaults:
+  disks: [{{name: root, pool: local, image: debian12, size: 5GiB}}]
+settings:
+  db_vip: {VIP}
+  db_witness: nas
+vms:
+  - {{name: db1, host: hv1, role: db, disks: [{{name: data, size: 1GiB}}], nics: [{{network: back, ip: 10.66.0.31}}]}}
+  - {{name: db2, host: hv2, role: db, disks: [{{name: data, size: 1GiB}}], nics: [{{network: back, ip: 10.66.0.32}}]}}
+"""
+
+# the writer: one numbered INSERT through the service address every 0.3 s, bounded in count
+# and time; each number is logged with the guest's clock as acknowledged or failed
+WRITER = f"""
+i=0; end=$(( $(date +%s) + 600 ))
+while [ $i -lt 3000 ] && [ $(date +%s) -lt $end ] && [ ! -e /root/stop ]; do
+  i=$((i+1))
+  if timeout 15 mariadb -h {VIP} -u probe -pprobe-pw --connect-timeout=3 -e "INSERT INTO probe.r VALUES ($i)" 2>/dev/null
+  then echo "$i $(date +%s.%N)" >> /root/acked; else echo "$i $(date +%s.%N)" >> /root/failed; fi
+  sleep 0.3
+done
+"""
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with lab_of(tmp_path_factory, CLUSTER, "e2ewit", ("hv1", "hv2")) as (path, labs):
+        yield LabCluster(path, labs, {"db1": "hv1", "db2": "hv2"})
+
+
+def sh(lab, vm, script):
+    code, out, err = lab.sh(vm, script)
+    return code, out.strip(), err.strip()
+
+
+def guard(lab, vm):
+    code, out, err = sh(lab, vm, "/usr/local/sbin/vmbuild-db-guard show")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def until(pred, timeout, every=2.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(every)
+    return pred()
+
+
+def read_only(lab, vm):
+    code, out, _ = sh(lab, vm, "mariadb -N -e 'SELECT @@read_only'")
+    return out if code == 0 else None
+
+
+def holds_vip(lab, vm):
+    return bool(sh(lab, vm, f"ip -4 -o addr show to {VIP}/32")[1])
+
+
+def rows(lab, vm, name):
+    code, out, _ = sh(lab, vm, f"cat /root/{name} 2>/dev/null")
+    return [(int(a), float(b)) for a, b in (l.split() for l in out.splitlines() if l.strip())]
+
+
+def test_up_the_primary_holds_the_witness_in_sync(lab):
+    code, out = run("up", lab.path, "--lab", "--json")
+    assert code == 0, why(out)
+    assert until(lambda: read_only(lab, "db1") == "0", 120), "db1 never opened for writes"
+    view = guard(lab, "db2")
+    assert view["record"]["primary"] == "db1", view
+    assert until(lambda: guard(lab, "db2")["heartbeats"]["db1"]["sync"], 120), guard(lab, "db2")
+    assert until(lambda: holds_vip(lab, "db1"), 60), "the primary never took the DB service address"
+    assert read_only(lab, "db2") == "1" and not holds_vip(lab, "db2")
+    code, out, err = sh(lab, "db1", "mariadb -e \"CREATE DATABASE probe; CREATE TABLE probe.r (i INT PRIMARY KEY); "
+                                    "CREATE USER 'probe'@'10.66.0.%' IDENTIFIED BY 'probe-pw'; "
+                                    "GRANT ALL ON probe.* TO 'probe'@'10.66.0.%'\"")
+    assert code == 0, err
+    code, _, err = sh(lab, "db2", f"cat > /root/writer.sh <<'EOF'\n{WRITER}\nEOF\n"
+                                  "setsid nohup sh /root/writer.sh >/dev/null 2>&1 < /dev/null &")
+    assert code == 0, err
+    assert until(lambda: len(rows(lab, "db2", "acked")) >= 10, 120), rows(lab, "db2", "failed")[-3:]
+
+
+def test_a_broken_link_between_the_hosts_promotes_nobody(lab):
+    cluster = load_cluster(lab.path)
+    sw = lan.switch_netns(cluster.name)
+    _, _, switch_end = lan._names(cluster, "hv1", "back")
+    subprocess.run(["ip", "-n", sw, "link", "set", switch_end, "down"], check=True)
+    try:
+        # a commit on the primary waits for the replica's acknowledgement; after 1 s the guard
+        # marks the primary "not in sync" on the witness, after 5 s MariaDB acknowledges alone
+        started = time.monotonic()
+        code, _, err = sh(lab, "db1", "mariadb -e 'INSERT INTO probe.r VALUES (1000001)'")
+        assert code == 0 and time.monotonic() - started > 4, (code, err)
+        view = guard(lab, "db2")
+        assert view["heartbeats"]["db1"]["sync"] is False, view
+        time.sleep(40)   # well past the takeover delay (12 s without the primary's heartbeat)
+        view = guard(lab, "db2")
+        assert view["record"] == {"epoch": 1, "primary": "db1"}, view
+        assert read_only(lab, "db2") == "1" and read_only(lab, "db1") == "0"
+    finally:
+        subprocess.run(["ip", "-n", sw, "link", "set", switch_end, "up"], check=True)
+    # replication resumes and the primary is in sync again, by itself
+    assert until(lambda: guard(lab, "db2")["heartbeats"]["db1"]["sync"], 180), guard(lab, "db2")
+    assert sh(lab, "db2", "mariadb -N -e 'SELECT COUNT(*) FROM probe.r WHERE i = 1000001'")[1] == "1"
+    before = len(rows(lab, "db2", "acked"))
+    assert until(lambda: len(rows(lab, "db2", "acked")) > before + 5, 120), "the writer made no progress after the link"
+
+
+def test_the_primarys_host_dies_the_replica_takes_over_with_every_acknowledged_row(lab):
+    with Hypervisor("hv1", lab.hosts["hv1"].uri) as hv:
+        names = [n for n in hv.domain_names() if hv.domain_active(n)]
+        for n in names:   # a power cut: every guest of the host at once, no shutdown
+            hv.force_off(n)
+    _, cut, _ = sh(lab, "db2", "date +%s.%N")
+    cut = float(cut)
+    assert until(lambda: read_only(lab, "db2") == "0" and holds_vip(lab, "db2"), 120), guard(lab, "db2")
+    view = guard(lab, "db2")
+    assert view["record"]["primary"] == "db2" and view["record"]["epoch"] == 2, view
+    assert until(lambda: any(t > cut for _, t in rows(lab, "db2", "acked")), 90), "no write acknowledged after the cut"
+    sh(lab, "db2", "touch /root/stop")
+    time.sleep(3)
+    acked = rows(lab, "db2", "acked")
+    code, out, err = sh(lab, "db2", "mariadb -N -e 'SELECT i FROM probe.r'")
+    assert code == 0, err
+    have = {int(x) for x in out.split()}
+    lost = [i for i, _ in acked if i not in have]
+    assert lost == [], f"acknowledged rows lost: {lost[:20]}"
+    before = max(t for _, t in acked if t <= cut)
+    after = min(t for _, t in acked if t > cut)
+    print(f"\nhost cut: writes stopped {after - cut:.1f} s (last ack {cut - before:.1f} s before the cut), "
+          f"{len([1 for _, t in rows(lab, 'db2', 'failed') if t > cut])} failed inserts, {len(acked)} acknowledged, 0 lost")
+    assert after - cut < 90
+
+
+def test_the_old_primary_returns_read_only_and_never_takes_the_address(lab):
+    code, out = run("up", lab.path, "--lab", "--json")
+    assert code == 0, why(out)
+    assert until(lambda: read_only(lab, "db1") == "1", 120)
+    assert until(lambda: (guard(lab, "db1")["heartbeats"]["db1"] or {}).get("role") == "fenced", 60), guard(lab, "db1")
+    time.sleep(10)
+    assert read_only(lab, "db1") == "1" and not holds_vip(lab, "db1") and holds_vip(lab, "db2")
+    assert guard(lab, "db1")["record"]["primary"] == "db2"
+    code, out = run("status", lab.path, "--lab")
+    assert "db2" in out and "primary (writable, holds" in out, out
