@@ -62,6 +62,13 @@ class OperationError(VmbuildError):
     """A step of bring-up failed (image build, readiness, guest command...)."""
 
 
+class ConfirmationNeeded(VmbuildError):
+    """`up` would delete or rebuild something and nobody said yes (no terminal, no --yes):
+    its own exit code, so a script can tell it from a failure. Nothing was changed."""
+
+    exit_code = 3
+
+
 class LockedError(VmbuildError):
     """Another vmbuild run holds this cluster's lock."""
 

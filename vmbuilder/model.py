@@ -135,6 +135,7 @@ class VM:
     role_vars: Mapping[str, Any] = field(default_factory=dict)
     ssh_authorized_keys: tuple[str, ...] = ()
     placed: bool = False             # host chosen by vmbuild, not named by the user
+    autostart: bool = True           # started with its host (a hypervisor's reboot brings it back)
 
     @property
     def boot_disk(self) -> Disk:

@@ -144,8 +144,8 @@ def persist_read_only(value):
 
 class Guard:
     HEARTBEAT = 1.0
-    FENCE_AFTER = 5.0       # the primary fences itself after this long without a heartbeat written
-    DEAD_AFTER = 12.0       # a replica takes over after this long without the primary's heartbeat moving
+    FENCE_AFTER = 6.0       # the primary fences itself after this long without a heartbeat written
+    DEAD_AFTER = 15.0       # a replica takes over after this long without the primary's heartbeat moving
     WAIT_LIMIT = 1.0        # a commit waiting longer than this for a replica: "sync" is false from then
 
     def __init__(self, conf, witness, db, clock=time.monotonic, say=log, track=set_track,
@@ -162,6 +162,8 @@ class Guard:
         self.role = "starting"
         self.sync = False
         self.note = ""
+        self.extra = {}
+        self.lock = threading.Lock()   # the step and the heartbeat thread both write this VM's block
 
     # -- the disk ------------------------------------------------------------------------
     def slot(self, name):
@@ -170,12 +172,18 @@ class Guard:
     def record(self):
         return self.disk.read(0)
 
-    def beat(self, extra):
-        self.counter += 1
-        rec = {"vm": self.me, "n": self.counter, "role": self.role, "sync": self.sync, "note": self.note}
-        rec.update(extra)
-        self.disk.write(self.slot(self.me), rec)
-        self.last_written = self.clock()
+    def beat(self, extra=None):
+        """Write this VM's heartbeat: the counter one up, with what the last step found. Called
+        by each step and by a thread every HEARTBEAT seconds: MariaDB's answers can be slow
+        under load, the heartbeat must not be."""
+        with self.lock:
+            if extra is not None:
+                self.extra = extra
+            self.counter += 1
+            rec = {"vm": self.me, "n": self.counter, "role": self.role, "sync": self.sync, "note": self.note}
+            rec.update(self.extra)
+            self.disk.write(self.slot(self.me), rec)
+            self.last_written = self.clock()
 
     def watch_peers(self):
         now, out = self.clock(), {}
@@ -202,8 +210,8 @@ class Guard:
         anything the new primary lacks."""
         self.persist(1)
         self.track(1)
-        try:
-            self.db.sql("SET GLOBAL read_only = 1", timeout=3)
+        try:   # a busy emulated guest can take seconds to start a client: only a stuck server is killed
+            self.db.sql("SET GLOBAL read_only = 1", timeout=20)
         except Exception as e:   # stuck or down: a killed server loses nothing it acknowledged
             subprocess.run(["systemctl", "kill", "-s", "KILL", "mariadb"], capture_output=True)
             why += f" (read-only did not take: {e}; MariaDB killed)"
@@ -341,6 +349,15 @@ class Guard:
         return next((n for n, m in self.members.items() if m.get("ip") == host), host)
 
 
+def heartbeat(guard, stop):
+    """The heartbeat on its own: a step waits on MariaDB, this writes every HEARTBEAT seconds."""
+    while not stop.wait(guard.HEARTBEAT):
+        try:
+            guard.beat()
+        except Exception as e:   # the watchdog acts on what does not get written
+            log(f"heartbeat: {e}")
+
+
 def watchdog(guard, stop):
     """A primary whose disk write hangs (its NAS gone, I/O stuck) never gets back to its loop
     to fence itself: this thread does, from the time of the last write that got through."""
@@ -373,6 +390,7 @@ def main(argv):
             setattr(guard, key, float(conf[key.lower()]))
     stop = threading.Event()
     threading.Thread(target=watchdog, args=(guard, stop), daemon=True).start()
+    threading.Thread(target=heartbeat, args=(guard, stop), daemon=True).start()
     log(f"guarding {conf['me']} on {conf['device']}")
     while True:
         started = time.monotonic()

@@ -4,8 +4,7 @@ qemu+ssh (`lab start --ssh`), end to end:
 test's own), `verify` passes every check (the admin logs in through the VIP, sessions in the
 database, files on NFS, cron), a rolling `update --role web` to a new tarball with a real
 upgrade and no failed request from a client inside the lab, `verify --failover` with a
-logged-in client (the DB replica takes over by itself: the witness), the old primary rebuilt
-as a replica, `db promote` back.
+logged-in client, `db promote`.
 
 The client is the lab's own switch namespace (the LAN between the lab hosts) with an address
 on the front network: requests take the real path, client -> director -> web server -> client.
@@ -200,61 +199,51 @@ def test_rolling_update_to_new_code_upgrades_moodle_and_fails_no_request(lab, tm
     assert code == 0, why(out)
 
 
-def test_failover_keeps_the_vip_and_the_replica_takes_over(lab):
+def test_failover_keeps_the_vip_and_shows_the_replica(lab):
     code, by_name, out = checks(lab, "--failover")
     assert code == 0, why(out)
     serves = next(c for n, c in by_name.items() if n.startswith("failover: the VIP serves through"))
     assert "silent for" in serves["detail"]
     assert by_name["failover: a client logged in to Moodle before it is still logged in after"]["ok"], out
-    # the witness: db2 took over by itself, web1 writes through the DB service address on it
-    took = by_name["failover: db2 takes over from db1 by itself (the witness)"]
-    assert "holds 10.10.0.30" in took["detail"] and "web1 writes through it" in took["detail"], took
-    back = by_name["failover: db1 came back read-only and left the DB to db2"]
-    assert "vmbuild rebuild" in back["detail"] and "settings.db_primary: db2" in back["detail"], back
-    code, out = run("status", lab.path, "--lab", "--json")
-    duty = {r["vm"]: r["duty"] for r in json.loads(out)["vms"]}
-    assert duty["db2"].startswith("primary (writable, holds 10.10.0.30); witness: epoch 2, primary db2"), duty
-    assert duty["db1"].startswith("read-only, not replicating; witness: epoch 2, primary db2, this VM fenced"), duty
-
-
-def test_heal_the_old_primary_then_promote_it_back(lab):
-    """What the failover note says: the file follows the new primary, the old one is rebuilt
-    as its replica; then `db promote` moves the primary back with nothing lost."""
-    path = Path(lab.path)
-    path.write_text(path.read_text().replace("db_primary: db1", "db_primary: db2"))
-    code, out = run("rebuild", lab.path, "--lab", "--vm", "db1", "--wipe-data", "--json")
+    replica = by_name["failover: db2 sees db1 gone and keeps its data (read-only)"]
+    assert "vmbuild db promote" in replica["detail"] and "db2" in replica["detail"]
+    assert by_name["failover: db2 replicates from db1 again after its restart"]["ok"]
+    # the VIP stayed on the survivor (nopreempt) and everything still verifies
+    code, by_name, out = checks(lab)
     assert code == 0, why(out)
-    assert lab.sh("db2", "mariadb -e \"CREATE TABLE IF NOT EXISTS moodle.before (v INT); "
+
+
+def test_promote_the_replica(lab):
+    assert lab.sh("db1", "mariadb -e \"CREATE TABLE IF NOT EXISTS moodle.before (v INT); "
                          "INSERT INTO moodle.before VALUES (7)\"")[0] == 0
-    code, out = run("db", "promote", lab.path, "db1", "--lab", "--json")
+    code, out = run("db", "promote", lab.path, "db2", "--lab", "--json")
     assert code == 0, out
     assert json.loads(out[out.index("{"):])["old_reachable"] is True
-    code, res, err = lab.sh("db1", "mariadb -N -e 'SELECT @@read_only; SELECT v FROM moodle.before'")
-    assert code == 0 and res.split() == ["0", "7"], err          # writable, with the last write of db2
-    code, res, _ = lab.sh("db2", "mariadb -N -e 'SELECT @@read_only'")
+    code, res, err = lab.sh("db2", "mariadb -N -e 'SELECT @@read_only; SELECT v FROM moodle.before'")
+    assert code == 0 and res.split() == ["0", "7"], err          # writable, with the last write of db1
+    code, res, _ = lab.sh("db1", "mariadb -N -e 'SELECT @@read_only'")
     assert res.strip() == "1"
-    # the DB service address moved to db1 with the writes; the web servers kept their config
-    assert lab.sh("db1", "ip -4 -o addr show to 10.10.0.30/32")[1].strip()
-    assert not lab.sh("db2", "ip -4 -o addr show to 10.10.0.30/32")[1].strip()
+    # the DB service address moved to db2 with the writes; the web servers kept their config
+    assert lab.sh("db2", "ip -4 -o addr show to 10.10.0.30/32")[1].strip()
+    assert not lab.sh("db1", "ip -4 -o addr show to 10.10.0.30/32")[1].strip()
     for web in ("web1", "web2"):
         code, res, err = lab.sh(web, "grep dbhost /var/www/moodle/config.php | head -1; "
                                      "mariadb --defaults-extra-file=/etc/vmbuild/moodle-db.cnf -N -e "
                                      "'SELECT v FROM moodle.before'; "
                                      "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/health.php")
         assert "'10.10.0.30'" in res and "7" in res.split() and res.rstrip().endswith("200"), (web, res, err)
-    # status reads who is primary from the guests (and the witness); plan says what to change
+    # status reads who is primary from the guests; plan says what to change in the file
     code, out = run("status", lab.path, "--lab", "--json")
     duty = {r["vm"]: r["duty"] for r in json.loads(out)["vms"]}
-    assert duty["db1"].startswith("primary (writable, holds 10.10.0.30); witness: epoch 3, primary db1"), duty
-    assert duty["db2"].startswith("read-only, not replicating; witness: epoch 3, primary db1"), duty
+    assert duty["db2"] == "primary (writable, holds 10.10.0.30)" and duty["db1"] == "read-only, not replicating", duty
     assert duty["file1"].startswith("sync source") and duty["file2"].startswith("sync target"), duty
     assert sorted(d.split(" (")[0] for vm, d in duty.items() if vm.startswith("lb")) == ["VIP holder", "backup director"]
     code, out = run("plan", lab.path, "--lab", "--json")
     notices = json.loads(out[out.index("{"):])["notices"]
-    assert any("set settings.db_primary: db1" in n for n in notices), out
+    assert any("set settings.db_primary: db2" in n for n in notices), out
     # and a rebuild of the file's primary would make a second writable one: refused
-    code, out = run("rebuild", lab.path, "--lab", "--vm", "db2", "--json")
-    assert code == 1 and "refusing to build db2 as a second writable primary" in out, out
+    code, out = run("rebuild", lab.path, "--lab", "--vm", "db1", "--json")
+    assert code == 1 and "refusing to build db1 as a second writable primary" in out, out
 
 
 def test_destroy_wipes_everything(lab):

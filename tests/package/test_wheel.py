@@ -16,11 +16,19 @@ REPO = Path(__file__).resolve().parent.parent.parent
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    """The standard build: `python -m build` makes the sdist, then the wheel from that sdist,
+    so a data folder the sdist forgets is missing from the wheel too."""
+    import tarfile
+
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check",
-                    "-w", str(out), str(REPO)], check=True, timeout=600, cwd=out)
-    found = list(out.glob("vmbuild-*.whl"))
-    assert len(found) == 1
+    subprocess.run([sys.executable, "-m", "build", "-o", str(out), str(REPO)], check=True, timeout=900, cwd=out,
+                   capture_output=True)
+    sdists, found = list(out.glob("vmbuild-*.tar.gz")), list(out.glob("vmbuild-*.whl"))
+    assert len(sdists) == 1 and len(found) == 1
+    with tarfile.open(sdists[0]) as t:
+        names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
+    assert {"profiles/clusters/moodle.yaml", "cloudinit/db/vmbuild-db-guard.py", "images/debian12-roles.yaml",
+            "MANIFEST.in", "setup.py"} <= names
     return found[0]
 
 

@@ -94,7 +94,9 @@ def _build_like_up(cluster, conn) -> None:
         for _, vol in d.volumes:
             pool.createXML(to_string(vol), 0)
         pool.createXML(to_string(d.seed_volume), 0)
-        conn.defineXML(_as_test_domain(d.domain)).create()
+        dom = conn.defineXML(_as_test_domain(d.domain))
+        dom.setAutostart(1)   # up sets it: the guests come back with their host
+        dom.create()
     for _, xml in want.networks:
         conn.networkDefineXML(to_string(xml)).create()
 
@@ -232,6 +234,30 @@ def test_plan_of_a_converged_host_is_empty_and_one_edit_is_one_change(conn, clus
     assert dom.UUIDString() == uuid and not dom.isActive()      # same domain, stopped for its restart
     assert dom.maxMemory() == 512 * 1024
     assert _plan(edited)[0] == [("start", "domain", "a2")]
+
+
+def test_autostart_is_planned_and_set_without_a_restart(conn, cluster, write):
+    """Every domain starts with its host unless the file says `autostart: false`; a domain
+    without the flag (made by an older vmbuild) gets it from the next `up`, running on."""
+    _build_like_up(cluster, conn)
+    conn.lookupByName("a1").setAutostart(0)
+    actions, changes = _plan(cluster)
+    assert actions == [("change", "domain", "a1")] and changes[0].detail == "autostart off -> on"
+    want = _test_want(cluster)
+    with Hypervisor("hv1", URI) as hv:
+        hr = _hr(hv, cluster)
+        execute.remove(hr, want, observe_for(hv, cluster, want), changes)
+        execute.make_domains(hr, want, changes)
+    assert conn.lookupByName("a1").autostart() == 1 and conn.lookupByName("a1").isActive()
+    assert _plan(cluster)[0] == []
+    off = load_cluster(str(write(CLUSTER.replace("- {name: a2, host: hv1,", "- {name: a2, host: hv1, autostart: false,"),
+                                 "off.yaml")))
+    actions, changes = _plan(off)
+    assert actions == [("change", "domain", "a2")] and changes[0].detail == "autostart on -> off"
+    want = _test_want(off)
+    with Hypervisor("hv1", URI) as hv:
+        execute.make_domains(_hr(hv, off), want, changes)
+    assert conn.lookupByName("a2").autostart() == 0 and _plan(off)[0] == []
 
 
 def test_plan_names_deletes_rebuilds_and_conflicts(conn, cluster, write):
@@ -570,3 +596,36 @@ def test_doctor_names_a_missing_bridge_and_vms_that_do_not_fit(write):
     # the test driver's host has 3072 MiB: 256 MiB + 4 GiB do not fit
     assert [(c["ok"], c["fatal"]) for c in memory] == [(False, True)]
     assert "2 VMs need 4352 MiB" in memory[0]["detail"] and "3072 MiB" in memory[0]["detail"]
+
+
+def test_up_asks_before_it_removes_or_rebuilds_and_refuses_without_a_terminal(conn, cluster, write, tmp_path,
+                                                                               monkeypatch):
+    """Terraform's contract: a VM gone from the file (or rebuilt) is shown and asked about;
+    no terminal and no --yes: exit 3, nothing changed. Creates and starts never ask."""
+    from vmbuilder.apply import up as up_mod
+    from vmbuilder.errors import ConfirmationNeeded
+
+    monkeypatch.setenv("VMBUILD_STATE", str(tmp_path))
+    _build_like_up(cluster, conn)
+    gone_path = write(CLUSTER.replace("  - {name: a2, host: hv1, nics: [{network: lan, ip: 10.62.0.12}]}\n", ""), "gone.yaml")
+    gone = load_cluster(str(gone_path))
+    asked = []
+
+    def run_with(c, answer):
+        return Run(c, {"hv1": Target("hv1", URI, None)},
+                   options=Options(confirm=lambda lines: asked.append(lines) or answer))
+    with pytest.raises(ConfirmationNeeded, match=r"hv1: delete domain a2 \(not in the file any more") as e:
+        up_mod._confirm_losses(run_with(gone, False), set())
+    assert e.value.exit_code == 3 and "nothing was changed" in str(e.value)
+    assert len(asked) == 1 and len(asked[0]) == 1
+    up_mod._confirm_losses(run_with(gone, True), set())          # a yes goes on
+    asked.clear()
+    up_mod._confirm_losses(run_with(cluster, False), set())      # nothing to lose: nobody is asked
+    assert asked == []
+    conn.lookupByName("a2")   # untouched
+    assert conn.lookupByName("a2").isActive()
+    # the command line's question: with no terminal on stdin the answer is no
+    from vmbuilder.cli import lifecycle
+
+    monkeypatch.setattr(lifecycle.sys.stdin, "isatty", lambda: False, raising=False)
+    assert lifecycle.ask_before_losses(["hv1: delete domain a2"]) is False

@@ -23,6 +23,11 @@ def seed(cluster, vm):
     return {f["path"]: f["content"] for f in doc.get("write_files", [])}, doc
 
 
+def witnessed(write):
+    """The reference file with the DB witness on the NAS (settings.db_witness)."""
+    return load_cluster(moodle_with(write, "  db_vip: 10.10.0.30\n", "  db_vip: 10.10.0.30\n  db_witness: nas\n"))
+
+
 def moodle_with(write, old, new):
     text = MOODLE.read_text()
     assert old in text
@@ -144,11 +149,11 @@ def test_lab_section_shrinks_only_in_lab_mode():
     ("db_vip: 10.10.0.30", "db_vip: 10.10.0.255", r"settings\.db_vip: 10\.10\.0\.255 is the network or broadcast"),
     ("db_vip: 10.10.0.30", "db_vip: [10.10.0.30]", r"settings\.db_vip: .* is not an IPv4 address"),
     ("    lb: {vcpus: 1, memory: 384MiB}", "    lb: {vcpus: 1, memroy: 384MiB}", r"lab\.roles\.lb\.memroy: unknown key"),
-    ("db_witness: nas", "db_witness: local", r"settings\.db_witness: pool 'local' is not shared"),
-    ("db_witness: nas", "db_witness: nsa", r"settings\.db_witness: 'nsa' is not a pool of this file"),
-    ("db_witness: nas", "db_witness: [nas]", r"settings\.db_witness: \['nas'\] is not a pool"),
-    ("  - {name: db2, host: hv2, role: db, nics: [{network: back, ip: 10.10.0.32}]}\n", "",
-     r"settings\.db_witness: needs two db VMs or more \(has 1\)"),
+    ("  db_vip: 10.10.0.30\n", "  db_vip: 10.10.0.30\n  db_witness: local\n",
+     r"settings\.db_witness: pool 'local' is not shared"),
+    ("  db_vip: 10.10.0.30\n", "  db_vip: 10.10.0.30\n  db_witness: nsa\n",
+     r"settings\.db_witness: 'nsa' is not a pool of this file"),
+    ("  db_vip: 10.10.0.30\n", "  db_vip: 10.10.0.30\n  db_witness: [nas]\n", r"settings\.db_witness: \['nas'\] is not a pool"),
 ])
 def test_role_settings_errors(write, old, new, expected):
     with pytest.raises(InputError) as e:
@@ -157,14 +162,14 @@ def test_role_settings_errors(write, old, new, expected):
     assert "moodle.yaml:" in str(e.value)
 
 
-def test_the_witness_is_one_shared_disk_of_every_db_vm():
+def test_the_witness_is_one_shared_disk_of_every_db_vm(write):
     """settings.db_witness: one raw volume on the NAS, attached shareable to each db VM (and to
     nothing else), made once by the plan; each db seed runs the guard with its own slot."""
     import json
 
     from vmbuilder.apply.plan import needed_volumes
 
-    cluster = load_cluster(MOODLE)
+    cluster = witnessed(write)
     w = topology.db_witness(cluster)
     assert w.pool == "nas" and [s[:2] for s in w.slots] == [("db1", 0), ("db2", 1)]
     for host in ("hv1", "hv2"):
@@ -187,7 +192,13 @@ def test_the_witness_is_one_shared_disk_of_every_db_vm():
         assert conf["device"] == "/dev/disk/by-id/virtio-vmb-witness"
         assert files["/usr/local/sbin/vmbuild-db-guard"].startswith("#!/usr/bin/python3\n")
         cnf = files["/etc/mysql/mariadb.conf.d/60-vmbuild.cnf"]
-        assert "\n      read_only = 1\n" not in cnf and "read_only = 1" in cnf   # every db VM starts read-only
+        assert "read_only = 1" in cnf   # every db VM starts read-only
+        assert "rpl_semi_sync_master_timeout = 5000" in cnf
+    # two db VMs at least
+    text = MOODLE.read_text().replace("  db_vip: 10.10.0.30\n", "  db_vip: 10.10.0.30\n  db_witness: nas\n")
+    text = text.replace("  - {name: db2, host: hv2, role: db, nics: [{network: back, ip: 10.10.0.32}]}\n", "")
+    with pytest.raises(InputError, match=r"settings\.db_witness: needs two db VMs or more \(has 1\)"):
+        load_cluster(write(text, "one-db.yaml"))
 
 
 def test_probe_scripts_are_symmetric():
@@ -352,14 +363,13 @@ def test_every_db_vm_has_both_sides_of_semisync_on():
     cluster = load_cluster(str(MOODLE))
     for vm in ("db1", "db2"):
         cnf = seed(cluster, vm)[0]["/etc/mysql/mariadb.conf.d/60-vmbuild.cnf"]
-        # with the witness the guard needs MariaDB to wait longer than its own 1 s mark
         for line in ("rpl_semi_sync_master_enabled = ON", "rpl_semi_sync_master_wait_point = AFTER_SYNC",
-                     "rpl_semi_sync_slave_enabled = ON", "rpl_semi_sync_master_timeout = 5000"):
+                     "rpl_semi_sync_slave_enabled = ON", "rpl_semi_sync_master_timeout = 2000"):
             assert line in cnf, (vm, line)
 
 
 def test_without_a_witness_the_files_primary_starts_writable_and_nobody_guards(write):
-    cluster = load_cluster(moodle_with(write, "  db_witness: nas\n", ""))
+    cluster = load_cluster(MOODLE)
     assert topology.db_witness(cluster) is None
     files = {vm: seed(cluster, vm)[0] for vm in ("db1", "db2")}
     assert "read_only = 1" not in files["db1"]["/etc/mysql/mariadb.conf.d/60-vmbuild.cnf"]
@@ -449,7 +459,7 @@ def test_a_db_vms_duty_is_what_its_mariadb_says(answer, duty, write):
 
     for holds in (False, True):
         want = duty.replace("(writable)", "(writable, holds 10.10.0.30)") if holds else duty
-        assert role_duty(load_cluster(moodle_with(write, "  db_witness: nas\n", "")), "db", "db2", sh) == want
+        assert role_duty(load_cluster(MOODLE), "db", "db2", sh) == want
 
 
 @pytest.mark.parametrize("view, said", [
@@ -462,7 +472,7 @@ def test_a_db_vms_duty_is_what_its_mariadb_says(answer, duty, write):
     ({"record": None, "heartbeats": {}}, "primary (writable); witness empty"),
     ("garbage", "primary (writable); witness unreadable (exit 0)"),
 ])
-def test_a_db_vms_duty_says_what_the_witness_says(view, said):
+def test_a_db_vms_duty_says_what_the_witness_says(view, said, write):
     import json
 
     from vmbuilder.roles import duty as role_duty
@@ -472,7 +482,7 @@ def test_a_db_vms_duty_says_what_the_witness_says(view, said):
             return 0, view if isinstance(view, str) else json.dumps(view), ""
         return (0, "", "") if script.startswith("ip -4") else (0, "0\n", "")
 
-    assert role_duty(load_cluster(str(MOODLE)), "db", "db2", sh) == said
+    assert role_duty(witnessed(write), "db", "db2", sh) == said
 
 
 def test_rebuilding_the_files_primary_while_another_is_writable_is_refused(monkeypatch):
@@ -519,7 +529,8 @@ def test_first_boot_enables_units_without_sysv_scripts_or_extra_reloads():
     ([(2, 5, 5, True)] * 6, False, "primary db2"),
     ([(1, 5, 5, False), (1, 6, 6, False)] * 3, False, "not in sync"),
 ])
-def test_the_witness_check_wants_the_primary_named_in_sync_and_every_guard_beating(views, ok, detail, monkeypatch):
+def test_the_witness_check_wants_the_primary_named_in_sync_and_every_guard_beating(views, ok, detail, monkeypatch,
+                                                                                  write):
     import json
 
     from vmbuilder.roles import db
@@ -534,5 +545,5 @@ def test_the_witness_check_wants_the_primary_named_in_sync_and_every_guard_beati
                                   "heartbeats": {"db1": {"n": n1, "role": "primary", "sync": sync},
                                                  "db2": {"n": n2, "role": "replica"}}}), ""
 
-    [check] = db.witness(load_cluster(MOODLE), G(), "db1")
+    [check] = db.witness(witnessed(write), G(), "db1")
     assert check.ok is ok and detail in check.detail, check

@@ -23,6 +23,9 @@ CASES = [
     ("{network: lan, ip: 10.50.0.12}", "{network: lam, ip: 10.50.0.12}",
      r":21: vms\[1\]\.nics\[0\]\.network: unknown network 'lam'; did you mean 'lan'\?"),
     ("ip: 10.50.0.12}", "ip: 10.51.0.12}", r":21: vms\[1\]\.nics\[0\]\.ip: 10\.51\.0\.12 is outside network 'lan'"),
+    ("  - name: a1\n    host: hv1\n", "  - name: a1\n    host: hv1\n    autostart: sometimes\n",
+     r":16: vms\[0\]\.autostart: 'sometimes' must be true or false"),
+    ("  - name: a1\n    host: hv1\n", "  - name: a1\n    host: hv1\n    autostart: false\n", None),
     ("ip: 10.50.0.12}", "ip: 10.50.0.11}", r":21: vms\[1\]\.nics\[0\]\.ip: 10\.50\.0\.11 is already used by a1"),
     ("ip: 10.50.0.12}", "ip: 10.50.0.255}", r"vms\[1\]\.nics\[0\]\.ip: 10\.50\.0\.255 is the network's broadcast address"),
     ("ip: 10.50.0.12}", "ip: 10.50.0.12, mac: '52:54:00:00:00:01'}",
@@ -156,3 +159,19 @@ def test_unknown_recipe_and_versioned_base_volume(write):
     key = load_recipe("debian12").key
     assert names.base_volume(c, c.images["debian12"]) == f"base-debian12-{key}.qcow2"
     assert c.vm("a1").disks[0].image == "debian12"
+
+
+def test_the_cloud_init_schema_is_offline_and_never_skipped(write, tmp_path, monkeypatch):
+    """No apt, no network, no cache: the schema ships in the package, so a typo in a
+    cloud_init key is refused the same everywhere; a schema that cannot be read is an error
+    that names it, never a quiet skip."""
+    monkeypatch.setenv("PATH", str(tmp_path))          # no apt-get, no dpkg-deb
+    monkeypatch.setenv("VMBUILD_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("VMBUILD_CLOUDINIT_SCHEMA", raising=False)
+    text = SMALL.replace("    host: hv1\n", "    host: hv1\n    cloud_init: {runcmds: [[ls]]}\n", 1)
+    path = write(text, "typo.yaml")
+    r = CliRunner().invoke(cli, ["validate", str(path)])
+    assert r.exit_code == 2 and "cloud_init.runcmds: unknown cloud-init key; did you mean 'runcmd'?" in r.output, r.output
+    monkeypatch.setenv("VMBUILD_CLOUDINIT_SCHEMA", str(tmp_path / "gone.json"))
+    r = CliRunner().invoke(cli, ["validate", str(path)])
+    assert r.exit_code == 2 and "gone.json" in r.output and "cloud-init's schema cannot be read" in r.output, r.output

@@ -45,6 +45,9 @@ class Options:
     only: frozenset[str] | None = None
     rebuild: frozenset[str] = frozenset()   # VMs recreated from their profiles
     wipe_data: bool = False             # with rebuild or destroy: data disks too
+    # up: what to do before a delete or a rebuild. None: go on (the caller asked for it, as
+    # `rebuild` and `update` do, or said --yes); else called with the lines, True to go on
+    confirm: Callable[[list[str]], bool] | None = None
 
 
 @dataclass

@@ -203,6 +203,11 @@ def make_domains(hr: HostRun, want: DesiredHost, changes: list[Change]) -> None:
     for c in _of(changes, Kind.DOMAIN, Action.CREATE, Action.REBUILD):
         hr.say(c.name, "define", "")
         hr.hv.define_domain(names.domain(hr.cluster, desired[c.name].vm), to_string(desired[c.name].domain))
+    for c in _of(changes, Kind.DOMAIN, Action.CREATE, Action.REBUILD, Action.CHANGE, Action.RESTART):
+        # guests come back with their host (a reboot, a power cut) unless the file says not
+        libname = names.domain(hr.cluster, desired[c.name].vm)
+        if hr.hv.domain_autostart(libname) != desired[c.name].vm.autostart:
+            hr.hv.set_domain_autostart(libname, desired[c.name].vm.autostart)
     for c in _of(changes, Kind.DOMAIN, Action.CREATE, Action.REBUILD, Action.START, Action.RESTART):
         libname = names.domain(hr.cluster, desired[c.name].vm)
         if not hr.hv.domain_active(libname):

@@ -175,6 +175,11 @@ def diff(cluster: Cluster, want: DesiredHost, seen: SeenHost, rebuild: frozenset
             # redefined, but a run stopped before restarting it: the guest runs the old definition
             out.append(Change(h, Kind.DOMAIN, d.vm.name, Action.RESTART, "the new definition is not running yet "
                               "(an earlier run stopped before restarting it)"))
+        changed = any(c.kind is Kind.DOMAIN and c.name == d.vm.name for c in out)
+        if not changed and dom.autostart is not None and dom.autostart != d.vm.autostart:
+            # the flag is not part of the XML: set with the host's next `up`, no restart
+            out.append(Change(h, Kind.DOMAIN, d.vm.name, Action.CHANGE,
+                              f"autostart {'off -> on' if d.vm.autostart else 'on -> off'}"))
         if not dom.active and not conflict:
             out.append(Change(h, Kind.DOMAIN, d.vm.name, Action.START))
 

@@ -63,9 +63,11 @@ def config_script(new_ip: str, dbhost: bool) -> str:
     DBHOST, point it at NEW_IP), then prove the live config.php says so. /var/www/moodle is
     a read-only overlay of the code volume: config.php is edited where it lives (the
     overlay's top layer) and in the copy the seed installs from; read-only places are skipped."""
-    edit = "; ".join(
-        ([f"sed -i -e \"s/^\\$CFG->dbhost .*/\\$CFG->dbhost    = '{new_ip}';/\" \"$f\""] if dbhost else [])
-        + ["sed -i -e \"s/, 'readonly' => array(.*));\\$/);/\" \"$f\""])
+    # rewritten in place (same inode): the overlay may hold the lower file's dentry, and a
+    # `sed -i` (a new file renamed over) would leave it showing the old one
+    exprs = ([f"-e \"s/^\\$CFG->dbhost .*/\\$CFG->dbhost    = '{new_ip}';/\""] if dbhost else []) + \
+        ["-e \"s/, 'readonly' => array(.*));\\$/);/\""]
+    edit = f"sed {' '.join(exprs)} \"$f\" > \"$f.vmb\" && cat \"$f.vmb\" > \"$f\" && rm -f \"$f.vmb\""
     return ((f"echo {new_ip} > /etc/vmbuild/dbhost && sed -i 's/^host=.*/host={new_ip}/' /etc/vmbuild/moodle-db.cnf && "
              if dbhost else "")
             + f"for f in {' '.join(CONFIG_PHPS)}; do if [ -f \"$f\" ] && [ -w \"$(dirname \"$f\")\" ]; then "

@@ -54,6 +54,8 @@ def up(run: Run) -> UpResult:
         absent = _absent(run, primary) if primary is not None and primary.host not in skip else set()
         for line in drift.refuse_second_primary(run, absent):
             run.report.note(f"notice: {line}")
+        if run.options.confirm is not None:
+            _confirm_losses(run, skip)
         inputs = inputs_of(run)
         for h in sorted(skip):
             run.report.note(f"{h}: skipped (see the problems above)")
@@ -74,6 +76,26 @@ def up(run: Run) -> UpResult:
                     break   # the NAS servers are not there: the rest would fail to mount it
                 wait_exports(cluster, run.targets)
     return UpResult(reports, skip)
+
+
+def losses(changes: list[Change]) -> list[Change]:
+    """The planned changes that remove something: a VM (deleted, or rebuilt on a fresh root
+    disk), a network. A leftover of an unfinished run (a root disk or seed with no domain) is
+    not one: nothing ever ran on it."""
+    return [c for c in changes if (c.kind == "domain" and c.action in ("delete", "rebuild"))
+            or (c.kind == "network" and c.action == "delete")]
+
+
+def _confirm_losses(run: Run, skip: set[str]) -> None:
+    """Terraform's contract: show what would go and ask; nothing changes without a yes."""
+    from vmbuilder.errors import ConfirmationNeeded
+
+    planned = plan(replace(run, targets={h: t for h, t in run.targets.items() if h not in skip}))
+    lines = [f"{c.host}: {c.action} {c.kind} {c.name}" + (f" ({c.detail})" if c.detail else "")
+             for r in planned.values() if not isinstance(r, Exception) for c in losses(r)]
+    if lines and not run.options.confirm(lines):
+        raise ConfirmationNeeded("\n".join(["up would remove or rebuild:"] + [f"  {l}" for l in lines]
+                                           + ["nothing was changed; `vmbuild up --yes` goes on without asking"]))
 
 
 def _absent(run: Run, vm) -> set[str]:

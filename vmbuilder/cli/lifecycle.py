@@ -15,6 +15,7 @@ Examples:
   vmbuild up cluster.yaml
   vmbuild up profiles/clusters/lab.yaml --lab        # rehearse on this machine
   vmbuild up cluster.yaml --accel tcg --json
+  vmbuild up cluster.yaml --yes                      # delete/rebuild without asking (CI)
 """
 
 
@@ -28,15 +29,29 @@ Examples:
               help="Seconds each guest may take to finish cloud-init (default 600 with KVM, 2400 with TCG).")
 @click.option("--continue-on-host-error", is_flag=True,
               help="Go on with the hosts that pass the checks when others do not.")
+@click.option("--yes", "-y", is_flag=True,
+              help="Delete and rebuild what the plan says without asking (creates and starts never ask).")
 @json_option
 def up(file: str, lab: bool, accel: str | None, no_wait: bool, timeout: float | None,
-       continue_on_host_error: bool, as_json: bool) -> None:
-    """Create what is missing of FILE's cluster on every host, start it, wait for cloud-init."""
+       continue_on_host_error: bool, yes: bool, as_json: bool) -> None:
+    """Create what is missing of FILE's cluster on every host, start it, wait for cloud-init.
+
+    Before anything is deleted or rebuilt (a VM gone from the file, a changed seed), up shows
+    what and asks; with no terminal it refuses (exit 3) unless --yes."""
     from vmbuilder.apply.up import up as bring_up
 
     run = open_run(file, lab, quiet=as_json, start_lab=True, accel=Accel(accel) if accel else None,
-                   wait=not no_wait, timeout=timeout, continue_on_host_error=continue_on_host_error)
+                   wait=not no_wait, timeout=timeout, continue_on_host_error=continue_on_host_error,
+                   confirm=None if yes else ask_before_losses)
     print_up_result(run.cluster, bring_up(run), as_json)
+
+
+def ask_before_losses(lines: list[str]) -> bool:
+    """Show what up would remove or rebuild and ask; no terminal to ask on: no."""
+    if not sys.stdin.isatty():
+        return False
+    click.echo("\n".join(["up would remove or rebuild:"] + [f"  {l}" for l in lines]), err=True)
+    return click.confirm("Go on?", default=False, err=True)
 
 
 def print_up_result(cluster, result, as_json: bool) -> None:

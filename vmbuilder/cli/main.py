@@ -209,6 +209,11 @@ def lab_start(file: str, ssh: bool, as_json: bool) -> None:
     root = labhosts.lab_root(cluster.name)
     shared = shared_folders(cluster, root)
     started = [labhosts.start(labhosts.lab_host(cluster.name, h), shared=shared) for h in cluster.hosts]
+    from vmbuilder.lab import lan
+    from vmbuilder.lab.adapt import for_lab
+
+    for lh in started:   # networks (and guests) libvirtd brought back: on the lab's LAN again
+        lan.rejoin(for_lab(cluster), lh.host, lh.netns)
     if ssh:
         sshd.record(root, [sshd.start(l, root) for l in started])
     rows = [{"host": l.host, "uri": sshd.uri(l) if sshd.running(l) else l.uri, "netns": l.netns} for l in started]

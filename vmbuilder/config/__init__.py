@@ -12,7 +12,7 @@ from vmbuilder.config.merge import Merged, merge_layers
 from vmbuilder.config.profiles import Profiles, available, search_dirs
 from vmbuilder.config.vms import VMBuilder, unknown_name
 from vmbuilder.config.yamlsrc import read_file
-from vmbuilder.errors import InputError
+from vmbuilder.errors import InputError, Problem
 from vmbuilder.model import Accel, Cluster, identity_of
 
 TOP_KEYS = ("name", "description", "accel", "prefix", "profiles", "timezone", "domain", "hosts",
@@ -22,15 +22,16 @@ LAB_KEYS = ("roles",)
 LIST_KEYS = ("runcmd", "bootcmd", "write_files", "packages", "ssh_authorized_keys", "mounts", "users")
 
 
-def _check_cloud_init(ck: Checker, merged: Merged, schema: dict | None, vm: str, home: str) -> None:
-    """A VM's own cloud-config (all its layers merged) against cloud-init's schema; without
-    the schema, at least the shapes vmbuild's templates rely on."""
+def _check_cloud_init(ck: Checker, merged: Merged, schema: dict, vm: str, home: str) -> None:
+    """A VM's own cloud-config (all its layers merged) against cloud-init's schema, and the
+    shapes vmbuild's templates rely on."""
     doc = merged.data.get("cloud_init")
     if not isinstance(doc, dict):
         return
-    found = list(cloudschema.problems(schema, doc)) if schema is not None else [
-        cloudschema.SchemaProblem((k,), f"must be a list, not {type(doc[k]).__name__}")
-        for k in LIST_KEYS if k in doc and not isinstance(doc[k], list)]
+    found = [cloudschema.SchemaProblem((k,), f"must be a list, not {type(doc[k]).__name__}")
+             for k in LIST_KEYS if k in doc and not isinstance(doc[k], list)]
+    found += [p for p in cloudschema.problems(schema, doc) if not (len(p.path) == 1 and p.path[0] in LIST_KEYS
+                                                                   and not isinstance(doc[p.path[0]], list))]
     for p in found:
         ck.problems.append(merged.problem(("cloud_init",) + tuple(p.path), p.message, note=f"for vm {vm}", home=home))
 
@@ -90,7 +91,13 @@ def load_cluster(path: Path | str, lab: bool = False) -> Cluster:
             ck.add(src, ("lab", "roles", role), unknown_name("role profile", role, available(dirs)))
 
     vms_raw = top.get("vms") if isinstance(top.get("vms"), list) else []
-    ci_schema = cloudschema.load() if vms_raw else None
+    ci_schema: dict = {}
+    if vms_raw:
+        try:
+            ci_schema = cloudschema.load()
+        except (OSError, ValueError) as e:   # never a silent skip: a broken install says so
+            raise InputError(Problem(str(cloudschema.locate()), 0, "", f"cloud-init's schema cannot be read "
+                                     f"({e}); reinstall vmbuild, or set VMBUILD_CLOUDINIT_SCHEMA")) from None
     builder = VMBuilder(identity_of(cname, prefix), src.file, hosts, networks, pools, images, declared)
     built: list[tuple[int, Merged, object]] = []
     lab_sized: dict[str, tuple[Merged, object]] = {}

@@ -9,7 +9,7 @@ from vmbuilder.config.checks import Checker
 from vmbuilder.config.yamlsrc import KeyPath, Source
 
 BODY_KEYS = ("vcpus", "memory", "disks", "nics", "groups", "packages", "cloud_init", "vars",
-             "ssh_authorized_keys")
+             "ssh_authorized_keys", "autostart")
 VM_KEYS = ("name", "host", "role") + BODY_KEYS
 PROFILE_KEYS = ("inherits", "description") + BODY_KEYS
 DISK_KEYS = ("name", "size", "pool", "image", "keep")
@@ -45,6 +45,8 @@ def check_body(ck: Checker, src: Source, path: KeyPath, body: object, allowed: t
     if "ssh_authorized_keys" in body:
         for i, key in enumerate(ck.seq(src, path + ("ssh_authorized_keys",), body["ssh_authorized_keys"]) or []):
             ck.grammar(src, path + ("ssh_authorized_keys", i), key, grammar.ssh_key)
+    if "autostart" in body:
+        ck.boolean(src, path + ("autostart",), body["autostart"])
     for key in ("cloud_init", "vars"):
         if key in body and not isinstance(body[key], dict):
             ck.add(src, path + (key,), "must be a mapping")

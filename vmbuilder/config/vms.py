@@ -61,7 +61,8 @@ class VMBuilder:
                   memory=parse_size(d["memory"]), disks=tuple(disks), nics=tuple(nics),
                   groups=tuple(d.get("groups") or ()), packages=tuple(d.get("packages") or ()),
                   cloud_init=d.get("cloud_init") or {}, role_vars=d.get("vars") or {},
-                  ssh_authorized_keys=tuple(d.get("ssh_authorized_keys") or ()), placed=host is None)
+                  ssh_authorized_keys=tuple(d.get("ssh_authorized_keys") or ()), placed=host is None,
+                  autostart=bool(d.get("autostart", True)))
 
     def _disk(self, m: Merged, i: int, disk: dict, vm: str) -> Disk | None:
         path, ok = ("disks", i), True

@@ -59,6 +59,12 @@ class Domains(Connection):
     def define_domain(self, name: str, xml: str) -> None:
         self.call("defining domain", name, self.conn.defineXML, xml, mutate=True)
 
+    def domain_autostart(self, name: str) -> bool:
+        return bool(self.call("reading autostart of", name, self._dom(name).autostart))
+
+    def set_domain_autostart(self, name: str, on: bool) -> None:
+        self.call("setting autostart of", name, self._dom(name).setAutostart, 1 if on else 0, mutate=True)
+
     def start_domain(self, name: str) -> None:
         self.call("starting domain", name, self._dom(name).create, mutate=True)
 

@@ -23,6 +23,7 @@ class SeenDomain:
     active: bool
     inactive_xml: str                 # the persistent definition, as libvirt gives it back
     running_spec: str | None = None   # the spec of the definition the guest was started with
+    autostart: bool | None = None     # starts with its host (None: not read)
 
     @property
     def domain_type(self) -> str:
@@ -77,7 +78,7 @@ def observe(hv: Hypervisor, cluster: Cluster, domain_names: Iterable[str] = (), 
         if active:
             live = ownership.read(hv.domain_xml(name, live=True))
             running = live.spec if live else None
-        domains[mark.name] = SeenDomain(name, mark, active, xml, running)
+        domains[mark.name] = SeenDomain(name, mark, active, xml, running, hv.domain_autostart(name))
     networks: dict[str, SeenNetwork] = {}
     all_networks = hv.networks()
     for name, (xml, active) in all_networks.items():

@@ -147,6 +147,10 @@ def start(lab: LabHost, timeout: float = 30.0, shared: dict[str, Path] | None = 
     if not revive:
         _fresh_namespace(lab)
         _sh(["ip", "-n", lab.netns, "link", "set", "lo", "up"], "bringing up loopback")
+        # a fresh start is the host's boot: /run is empty on a real one, so libvirtd starts the
+        # networks and guests marked autostart (its marker says "done since boot" otherwise)
+        for marker in (lab.folder / "run/libvirt").glob("*/autostarted"):
+            marker.unlink(missing_ok=True)
     binds = [(str(lab.folder / rel), f"/{rel}") for rel in BINDS]
     for inside, folder in sorted((shared or {}).items()):
         folder.mkdir(parents=True, exist_ok=True)

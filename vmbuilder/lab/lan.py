@@ -59,9 +59,10 @@ def join(cluster: Cluster, host: str, host_netns: str, switch_lock: threading.Lo
         return _join(cluster, host, host_netns)
 
 
-def _join(cluster: Cluster, host: str, host_netns: str) -> list[str]:
+def _join(cluster: Cluster, host: str, host_netns: str, only: list[str] | None = None) -> list[str]:
     joined = []
-    nets = [n for n in spanning(cluster) if cluster.networks[n] in cluster.networks_on(host)]
+    nets = [n for n in spanning(cluster) if cluster.networks[n] in cluster.networks_on(host)
+            and (only is None or n in only)]
     if not nets:
         return joined
     sw = switch_netns(cluster.name)
@@ -79,6 +80,28 @@ def _join(cluster: Cluster, host: str, host_netns: str) -> list[str]:
         _ip("-n", sw, "link", "set", switch_end, "master", bridge, "up")
         joined.append(name)
     return joined
+
+
+def rejoin(cluster: Cluster, host: str, host_netns: str, timeout: float = 20.0) -> list[str]:
+    """After a lab host's (re)start: libvirtd brings back the networks it has, autostarted,
+    with fresh bridges; join those to the switch again, as a real host's bridge is on its
+    NIC from boot. Bounded: a network libvirtd does not bring back is left alone."""
+    import time
+
+    from vmbuilder.render import names
+
+    defined = lab_defined_networks(cluster, host)
+    want = [n for n in spanning(cluster) if names.network(cluster, n) in defined]
+    deadline = time.monotonic() + timeout
+    while want and time.monotonic() < deadline and not all(_exists(host_netns, cluster.networks[n].bridge) for n in want):
+        time.sleep(0.5)
+    ready = [n for n in want if _exists(host_netns, cluster.networks[n].bridge)]
+    return _join(cluster, host, host_netns, ready) if ready else []
+
+
+def lab_defined_networks(cluster: Cluster, host: str) -> set[str]:
+    folder = hosts.lab_host(cluster.name, host).folder / "etc/libvirt/qemu/networks/autostart"
+    return {p.stem for p in folder.glob("*.xml")}
 
 
 def remove_switch(cluster_name: str) -> None:
