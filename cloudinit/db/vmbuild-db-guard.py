@@ -147,6 +147,7 @@ class Guard:
     FENCE_AFTER = 6.0       # the primary fences itself after this long without a heartbeat written
     DEAD_AFTER = 15.0       # a replica takes over after this long without the primary's heartbeat moving
     WAIT_LIMIT = 1.0        # a commit waiting longer than this for a replica: "sync" is false from then
+    IO_KICK_AFTER = 20.0    # replication stalled this long while the primary lives: reconnect now
 
     def __init__(self, conf, witness, db, clock=time.monotonic, say=log, track=set_track,
                  persist=persist_read_only):
@@ -163,6 +164,8 @@ class Guard:
         self.sync = False
         self.note = ""
         self.extra = {}
+        self.stalled_since = None      # (position, clock) while replication makes no progress
+        self.last_kick = None
         self.lock = threading.Lock()   # the step and the heartbeat thread both write this VM's block
 
     # -- the disk ------------------------------------------------------------------------
@@ -311,6 +314,8 @@ class Guard:
         if not s or primary not in self.members:
             return     # an old primary (diverged, maybe): a rebuild makes it a replica again
         silent = self.silent_for(primary)
+        if silent < self.DEAD_AFTER:
+            self.unstall(s, got, (last or {}).get("gtid"))
         if silent < self.DEAD_AFTER or not self.holds_witness():
             self.note = ""
             return
@@ -333,6 +338,25 @@ class Guard:
         self.say(f"{primary} silent for {silent:.0f} s: promoting (epoch {new['epoch']})")
         self.role = "promoting"
         self.step_primary(new)
+
+    def unstall(self, s, got, theirs):
+        """The primary lives (its heartbeat moves) but replication does not: not connected, or
+        behind the primary's position without moving. After a broken link MariaDB's own retry
+        can take minutes to notice; a fresh IO thread connects at once."""
+        behind = s.get("Slave_IO_Running") != "Yes" or (theirs is not None and seq(got) < seq(theirs))
+        now = self.clock()
+        if not behind:
+            self.stalled_since = None
+            return
+        if self.stalled_since is None or self.stalled_since[0] != got:
+            self.stalled_since = (got, now)
+            return
+        waited = now - self.stalled_since[1]
+        if waited >= self.IO_KICK_AFTER and (self.last_kick is None or now - self.last_kick >= self.IO_KICK_AFTER):
+            self.db.sql("STOP SLAVE IO_THREAD; START SLAVE IO_THREAD")
+            self.last_kick = now
+            self.say(f"replication stalled {waited:.0f} s at {got or 'nothing'} (IO {s.get('Slave_IO_Running')}): "
+                     f"IO thread restarted")
 
     def best_candidate(self, peers, primary, got):
         """Among the replicas still beating, the one that received most (then the lowest slot)."""

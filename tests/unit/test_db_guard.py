@@ -50,7 +50,8 @@ class FakeDB:
         return self.ro
 
     def slave(self):
-        return {"Master_Host": MEMBERS[self.master]["ip"], "Gtid_IO_Pos": self.io} if self.master else {}
+        return {"Master_Host": MEMBERS[self.master]["ip"], "Gtid_IO_Pos": self.io,
+                "Slave_IO_Running": "Yes"} if self.master else {}
 
     def semisync(self):
         return dict(self.semi)
@@ -288,3 +289,21 @@ def test_db_promote_edits_config_php_where_it_lives_and_fails_when_it_cannot(tmp
     monkeypatch.setattr(promote, "CONFIG_PHPS", ())
     r = subprocess.run(["sh", "-c", promote.config_script("10.0.0.32", False)], capture_output=True, text=True)
     assert r.returncode != 0
+
+
+def test_a_stalled_replication_is_reconnected_while_the_primary_lives(bed):
+    """After a broken link MariaDB's own retry can take minutes: the replica's guard restarts
+    the IO thread once replication has not moved for IO_KICK_AFTER while the primary beats."""
+    path, clock, db1, db2 = two(bed)
+    run(clock, [db1, db2], 3)
+    db1.db.binlog_pos = lambda: "0-1-12"          # the primary went on; the replica stays at 10
+    run(clock, [db1, db2], guard_mod.Guard.IO_KICK_AFTER - 2)
+    assert "STOP SLAVE IO_THREAD; START SLAVE IO_THREAD" not in db2.db.log
+    run(clock, [db1, db2], 4)
+    assert db2.db.log.count("STOP SLAVE IO_THREAD; START SLAVE IO_THREAD") == 1
+    assert any("IO thread restarted" in s for s in db2.said)
+    db2.db.io = "0-1-12"                           # caught up: nothing more to do
+    n = len(db2.db.log)
+    run(clock, [db1, db2], 60)
+    assert "STOP SLAVE IO_THREAD; START SLAVE IO_THREAD" not in db2.db.log[n:]
+    assert db2.db.ro is True and db1.disk.read(0)["primary"] == "db1"

@@ -147,10 +147,17 @@ def start(lab: LabHost, timeout: float = 30.0, shared: dict[str, Path] | None = 
     if not revive:
         _fresh_namespace(lab)
         _sh(["ip", "-n", lab.netns, "link", "set", "lo", "up"], "bringing up loopback")
-        # a fresh start is the host's boot: /run is empty on a real one, so libvirtd starts the
-        # networks and guests marked autostart (its marker says "done since boot" otherwise)
-        for marker in (lab.folder / "run/libvirt").glob("*/autostarted"):
-            marker.unlink(missing_ok=True)
+        # a fresh start is the host's boot: /run is an empty tmpfs on a real one. libvirtd then
+        # starts the networks and guests marked autostart; with last boot's files there it
+        # would take its "autostarted" marker for this boot's, and its status files of guests
+        # that died with the host for running ones (it reconnects to them, finds them gone,
+        # and autostarts nothing)
+        run = lab.folder / "run/libvirt"
+        for entry in (run.iterdir() if run.is_dir() else ()):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink(missing_ok=True)
     binds = [(str(lab.folder / rel), f"/{rel}") for rel in BINDS]
     for inside, folder in sorted((shared or {}).items()):
         folder.mkdir(parents=True, exist_ok=True)
