@@ -18,8 +18,7 @@ def db_primary(run: Run) -> list[str]:
     if named is None or len(dbs) < 2:
         return []
     with Guests(cluster, {h: t.uri for h, t in run.targets.items()}) as g:
-        writable = [vm for vm in dbs
-                    if roles.duty(cluster, "db", vm, lambda script, vm=vm: g.sh(vm, script, 20)).startswith("primary")]
+        writable = writable_dbs(cluster, g)
     if not writable or writable == [named.name]:
         return []
     if len(writable) > 1:
@@ -28,6 +27,12 @@ def db_primary(run: Run) -> list[str]:
     return [f"the DB primary is {writable[0]} now (writable, read from the guests), the file says "
             f"settings.db_primary: {named.name}: set settings.db_primary: {writable[0]} in {cluster.source}, "
             f"or a VM rebuilt from the file follows {named.name}"]
+
+
+def writable_dbs(cluster, g) -> list[str]:
+    """The db VMs whose MariaDB says it is a writable primary now (read from the guests)."""
+    return [vm.name for vm in topology.role_vms(cluster, "db")
+            if roles.duty(cluster, "db", vm.name, lambda script, vm=vm: g.sh(vm.name, script, 20)).startswith("primary")]
 
 
 def refuse_second_primary(run: Run, touching: set[str]) -> list[str]:

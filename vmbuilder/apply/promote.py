@@ -50,12 +50,10 @@ def _persist_read_only(value: int, witness: bool = False) -> str:
 def _observed_primary(cluster: Cluster, g: Guests):
     """The db VM that is the writable primary now, read from the guests (after an automatic
     failover it is not the file's settings.db_primary); None when not exactly one is."""
-    from vmbuilder import roles
+    from vmbuilder.apply.drift import writable_dbs
 
-    dbs = topology.role_vms(cluster, "db")
-    writable = [vm for vm in dbs
-                if roles.duty(cluster, "db", vm.name, lambda script, vm=vm: g.sh(vm.name, script, 20)).startswith("primary")]
-    return writable[0] if len(writable) == 1 else None
+    writable = writable_dbs(cluster, g)
+    return cluster.vm(writable[0]) if len(writable) == 1 else None
 
 
 def config_script(new_ip: str, dbhost: bool) -> str:
