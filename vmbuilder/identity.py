@@ -22,6 +22,16 @@ def nic_mac(cluster: str, vm: str, index: int) -> str:
     return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
 
 
+# virtio's serial holds 20 bytes; the guest finds a disk by it (/dev/disk/by-id/virtio-SERIAL)
+SERIAL_LEN = 20
+# the DB witness disk's serial (topology.DbWitness): no disk of a file may take it
+WITNESS_SERIAL = "vmb-witness"
+
+
+def disk_serial(vm: str, disk: str) -> str:
+    return f"{vm}-{disk}"[:SERIAL_LEN]
+
+
 def bridge_name(cluster: str, network: str) -> str:
     """Linux limits interface names to 15 characters; a hash keeps ours short and unique."""
     return "vb" + hashlib.sha256(f"{cluster}/{network}".encode()).hexdigest()[:10]

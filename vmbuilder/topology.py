@@ -11,6 +11,7 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass
 
+from vmbuilder import identity
 from vmbuilder.model import VM, Cluster
 
 
@@ -52,7 +53,7 @@ class DbWitness:
     (cloudinit/db/vmbuild-db-guard.py). SLOTS: each db VM's heartbeat block, by file order."""
     pool: str
     slots: tuple[tuple[str, int, str], ...]    # (vm, slot, its first address)
-    serial: str = "vmb-witness"
+    serial: str = identity.WITNESS_SERIAL
     size: int = 1 << 20
 
 

@@ -149,6 +149,24 @@ def test_pools_are_ours_only_by_the_uuid_vmbuild_derives(conn, cluster):
         assert check_host(hv, cluster, "hv1", {"test"}) == []   # our own objects are no conflict
 
 
+def test_a_vm_bigger_than_its_host_or_a_disk_bigger_than_its_pool_is_refused_up_front(conn, cluster, write):
+    # the test driver's host has 3 GiB; its pools report 100 GiB; sums may overcommit
+    _build_like_up(cluster, conn)
+    with Hypervisor("hv1", URI) as hv:
+        assert check_host(hv, cluster, "hv1", {"test"}) == []
+    big = load_cluster(str(write(CLUSTER.replace("{name: data, pool: local, size: 1GiB, keep: true}",
+                                                 "{name: data, pool: local, size: 200GiB, keep: true}")
+                                 .replace("- {name: a2, host: hv1,", "- {name: a2, memory: 4GiB, host: hv1,"),
+                                 "big.yaml")))
+    with Hypervisor("hv1", URI) as hv:
+        problems = check_host(hv, big, "hv1", {"test"})
+        assert hv.mutations == 0
+    assert "vm a2: 4GiB of memory is more than host hv1 has (3GiB)" in problems, problems
+    assert any(p.startswith("vm a1: disk data of 200GiB is larger than pool local on hv1 (100.0 GiB in all)")
+               for p in problems), problems
+    assert len(problems) == 2, problems
+
+
 def test_moved_pool_target_is_refused_up_front(conn, cluster, write):
     _build_like_up(cluster, conn)
     moved = load_cluster(str(write(CLUSTER.replace("/var/lib/libvirt/images/tdrv", "/srv/tdrv"), "moved.yaml")))

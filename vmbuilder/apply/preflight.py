@@ -16,6 +16,7 @@ from vmbuilder.model import Cluster, NetMode
 from vmbuilder.render.pooltypes import backend
 from vmbuilder.render.storage import mount_check_xml
 from vmbuilder.render.xmltools import to_string
+from vmbuilder.units import format_size
 
 # 7.0 is the oldest libvirt whose domain/network metadata and stream upload vmbuild relies on
 MIN_LIBVIRT = 7_000_000
@@ -63,8 +64,31 @@ def check_host(hv: Hypervisor, cluster: Cluster, host: str, domain_types: set[st
         if path != pool.path:
             problems.append(f"pool {libname!r} has target {path}, the file says {pool.path}; "
                             f"moving a pool is not done in place (destroy the cluster or keep the path)")
+    problems += room_problems(hv, cluster, host)
     if mount_check:
         problems += nas_problems(hv, cluster, pools, seen).values()
+    return problems
+
+
+def room_problems(hv: Hypervisor, cluster: Cluster, host: str) -> list[str]:
+    """A VM with more memory than the whole host, or a disk larger than its whole pool, can
+    never run or be made: found here, before any upload, not by libvirt half-way through.
+    (Their sums may exceed the host: memory and thin volumes are overcommitted on purpose.)"""
+    problems = []
+    _, memory_mib, _ = hv.capacity()
+    sizes: dict[str, int | None] = {}
+    for vm in cluster.vms_on(host):
+        if vm.memory > memory_mib << 20:
+            problems.append(f"vm {vm.name}: {format_size(vm.memory)} of memory is more than host {host} has "
+                            f"({format_size(memory_mib << 20)})")
+        for disk in vm.disks:
+            libname = cluster.object_name(disk.pool)
+            if libname not in sizes:
+                sizes[libname] = hv.pool_capacity(libname)
+            room = sizes[libname]
+            if room is not None and disk.size > room:
+                problems.append(f"vm {vm.name}: disk {disk.name} of {format_size(disk.size)} is larger than pool "
+                                f"{libname} on {host} ({room / (1 << 30):.1f} GiB in all)")
     return problems
 
 

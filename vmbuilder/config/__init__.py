@@ -5,6 +5,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+from vmbuilder import identity
 from vmbuilder.config import cloudschema, crosscheck, grammar, placement, rolesettings, sections
 from vmbuilder.config.body import BODY_KEYS, VM_KEYS, check_body
 from vmbuilder.config.checks import Checker
@@ -156,6 +157,7 @@ def load_cluster(path: Path | str, lab: bool = False) -> Cluster:
     for vm_name, why in placement.group_clashes([v for v in vms if not v.placed]).items():
         report(next(v for v in vms if v.name == vm_name), ("host",), why)
     crosscheck.addresses(vms, report)
+    crosscheck.serials(vms, {identity.WITNESS_SERIAL}, report)
     crosscheck.capacity(vms, hosts, report)
     crosscheck.pools(vms, pools, {n: p.hosts for n, p in pools.items()}, report)
     if lab_sized:

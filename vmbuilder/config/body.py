@@ -14,6 +14,10 @@ VM_KEYS = ("name", "host", "role") + BODY_KEYS
 PROFILE_KEYS = ("inherits", "description") + BODY_KEYS
 DISK_KEYS = ("name", "size", "pool", "image", "keep")
 NIC_KEYS = ("network", "ip", "mac")
+# far above any real host and pool: a bigger value is a slip (a unit too many), refused here
+# rather than by libvirt mid-`up`, after the uploads (preflight compares with the real host)
+MAX_MEMORY = 16 << 40
+MAX_DISK = 1 << 50
 MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
 PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.:=~-]*\Z")
 # cloud-init keys vmbuild writes itself; letting a layer set them would silently break readiness
@@ -28,7 +32,7 @@ def check_body(ck: Checker, src: Source, path: KeyPath, body: object, allowed: t
     if body.get("vcpus") is not None:
         ck.integer(src, path + ("vcpus",), body["vcpus"], 1, 1024)
     if body.get("memory") is not None:
-        ck.size(src, path + ("memory",), body["memory"], 64 << 20)
+        ck.size(src, path + ("memory",), body["memory"], 64 << 20, MAX_MEMORY, "a VM's memory")
     if "disks" in body:
         for i, disk in enumerate(ck.seq(src, path + ("disks",), body["disks"]) or []):
             _disk(ck, src, path + ("disks", i), disk)
@@ -68,7 +72,7 @@ def _disk(ck: Checker, src: Source, path: KeyPath, disk: object) -> None:
     if disk.get("name") is not None:
         ck.name(src, path + ("name",), disk["name"], what="disk name")
     if disk.get("size") is not None:
-        ck.size(src, path + ("size",), disk["size"], 1 << 20)
+        ck.size(src, path + ("size",), disk["size"], 1 << 20, MAX_DISK, "a disk")
     for key in ("pool", "image"):
         if disk.get(key) is not None:
             ck.name(src, path + (key,), disk[key], what=f"{key} name")
@@ -89,3 +93,5 @@ def _nic(ck: Checker, src: Source, path: KeyPath, nic: object) -> None:
         ck.add(src, path + ("mac",), f"{mac!r} is not a MAC address like 52:54:00:12:34:56")
     elif isinstance(mac, str) and int(mac[:2], 16) & 1:
         ck.add(src, path + ("mac",), f"{mac!r} is a multicast MAC; a NIC needs a unicast one")
+    elif isinstance(mac, str) and not int(mac.replace(":", ""), 16):
+        ck.add(src, path + ("mac",), f"{mac!r} is the all-zero MAC, which no NIC can have; remove it or set another")

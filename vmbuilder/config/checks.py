@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable
 from vmbuilder.config import grammar
 from vmbuilder.config.yamlsrc import KeyPath, Source
 from vmbuilder.errors import Problem
-from vmbuilder.units import SizeError, parse_size
+from vmbuilder.units import SizeError, format_size, parse_size
 
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?\Z")
 
@@ -107,7 +107,8 @@ class Checker:
             return None
         return value
 
-    def size(self, src: Source, path: KeyPath, value: Any, minimum: int = 1) -> int | None:
+    def size(self, src: Source, path: KeyPath, value: Any, minimum: int = 1, maximum: int | None = None,
+             what: str = "") -> int | None:
         try:
             n = parse_size(value)
         except SizeError as e:
@@ -115,6 +116,9 @@ class Checker:
             return None
         if n < minimum:
             self.add(src, path, f"{_show(value)} is too small (at least {minimum >> 20}MiB)")
+            return None
+        if maximum is not None and n > maximum:
+            self.add(src, path, f"{_show(value)} is more than {what or 'this'} can be (at most {format_size(maximum)})")
             return None
         return n
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Callable
 
+from vmbuilder import identity
 from vmbuilder.model import VM, Host, Pool
 from vmbuilder.units import format_size
 
@@ -25,6 +26,21 @@ def addresses(vms: list[VM], report: Report) -> None:
                 report(vm, ("nics", i), f"MAC {nic.mac} collides with {seen_mac[nic.mac]}; set a different 'mac'")
             else:
                 seen_mac[nic.mac] = f"{vm.name} nics[{i}]"
+
+
+def serials(vms: list[VM], reserved: set[str], report: Report) -> None:
+    """The guest finds its disks by serial, which virtio cuts to 20 characters: two disks of a
+    VM whose serials meet after the cut would be found at random."""
+    for vm in vms:
+        seen = {s: "vmbuild's own witness disk" for s in reserved}
+        for i, disk in enumerate(vm.disks):
+            serial = identity.disk_serial(vm.name, disk.name)
+            if serial in seen:
+                report(vm, ("disks", i, "name"), f"the disk's serial {serial!r} ({vm.name}-{disk.name} cut to "
+                                                 f"{identity.SERIAL_LEN} characters) is the serial of {seen[serial]} too; "
+                                                 f"give the disks names that differ sooner")
+            else:
+                seen[serial] = f"disk {disk.name!r}"
 
 
 def capacity(vms: list[VM], hosts: dict[str, Host], report: Report) -> None:

@@ -47,6 +47,14 @@ def networks(ck: Checker, src: Source, raw: object, cluster: str) -> dict[str, N
         if cidr is not None and cidr.prefixlen > 30:
             ck.add(src, p + ("cidr",), f"{cidr} is too small for VMs; a network needs at least a /30")
             cidr = None
+        if cidr is not None and (why := _unusable(cidr, mode)):
+            ck.add(src, p + ("cidr",), why)
+            cidr = None
+        if cidr is not None and (other := next((n for n in out.values() if n.cidr.overlaps(cidr)), None)):
+            # one address would mean two hosts, and a guest on both would route by chance
+            ck.add(src, p + ("cidr",), f"{cidr} overlaps network {other.name!r} ({other.cidr}); "
+                                       f"give each network its own range")
+            cidr = None
         ok &= mode is not None and cidr is not None
         addrs = {}
         for key in ("gateway", "host_ip"):
@@ -84,6 +92,27 @@ def networks(ck: Checker, src: Source, raw: object, cluster: str) -> dict[str, N
                                 bridge=bridge or identity.bridge_name(cluster, name), host_ip=host_ip,
                                 dns=dns, domain=domain, mtu=mtu)
     return out
+
+
+# ranges no guest LAN can be: the host's own loopback, multicast, link-local (libvirt and
+# clouds' metadata), "this network" and the reserved class E
+_NOT_A_LAN = [ipaddress.ip_network(n) for n in ("0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4",
+                                                 "240.0.0.0/4")]
+# a NAT network is routed by the host: a public range would hide those addresses from it
+_PRIVATE = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")]
+
+
+def _unusable(cidr: ipaddress.IPv4Network, mode: str | None) -> str | None:
+    """Why CIDR cannot be a network of VMs in MODE, or None."""
+    if cidr.prefixlen < 8:
+        return f"{cidr} is larger than any LAN (at most a /8)"
+    for bad in _NOT_A_LAN:
+        if cidr.overlaps(bad):
+            return f"{cidr} overlaps {bad}, which no LAN can use (loopback, link-local, multicast or reserved)"
+    if mode == "nat" and not any(cidr.subnet_of(p) for p in _PRIVATE):
+        return (f"{cidr} is not a private range; the host routes a NAT network, so a public range would "
+                f"hide those addresses from it: use 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10")
+    return None
 
 
 def storage(ck: Checker, src: Source, raw: object) -> dict[str, Pool]:

@@ -62,6 +62,13 @@ class Storage(Connection):
         if not pool.isActive():
             self.call("starting pool", name, pool.create, 0, mutate=True)
 
+    def pool_capacity(self, name: str) -> int | None:
+        """Bytes the running pool NAME holds in all; None when it is not defined or not running."""
+        pool = self._lookup(self.conn.storagePoolLookupByName, name, libvirt.VIR_ERR_NO_STORAGE_POOL)
+        if pool is None or not pool.isActive():
+            return None
+        return self.call("reading the size of pool", name, pool.info)[1]
+
     def refresh_pool(self, name: str) -> None:
         self.call("refreshing pool", name, self._pool(name).refresh, 0)
 

@@ -62,7 +62,7 @@ def _devices(dev: etree._Element, cluster: Cluster, vm: VM, code, witness=None) 
         sub(node, "driver", name="qemu", type="qcow2", discard="unmap")
         sub(node, "source", file=names.volume_path(cluster, disk.pool, names.disk_volume(cluster, vm, disk)))
         sub(node, "target", dev=f"vd{chr(ord('a') + i)}", bus="virtio")
-        sub(node, "serial", f"{vm.name}-{disk.name}"[:20])
+        sub(node, "serial", identity.disk_serial(vm.name, disk.name))
     if witness is not None:
         # one raw disk that every db VM opens at once (shareable), with no host cache between
         # the guests and the NAS: a heartbeat written by one is what the other reads next
