@@ -24,7 +24,7 @@ def nic_mac(cluster: str, vm: str, index: int) -> str:
 
 # virtio's serial holds 20 bytes; the guest finds a disk by it (/dev/disk/by-id/virtio-SERIAL)
 SERIAL_LEN = 20
-# the DB witness disk's serial (topology.DbWitness): no disk of a file may take it
+# a witness disk's serial (topology.Witness): no disk of a file may take it
 WITNESS_SERIAL = "vmb-witness"
 
 

@@ -172,9 +172,12 @@ class Cluster:
 
     def pools_on(self, host: str) -> tuple[Pool, ...]:
         used = {d.pool for vm in self.vms_on(host) for d in vm.disks}
-        # the DB witness (settings.db_witness) is a disk of every db VM, on that shared pool
-        if self.settings.get("db_witness") and any(vm.role == "db" for vm in self.vms_on(host)):
-            used.add(self.settings["db_witness"])
+        # a role's witness (settings.db_witness, file_witness) is a disk of each of its VMs,
+        # on that shared pool
+        for role in ("db", "file"):
+            pool = self.settings.get(f"{role}_witness")
+            if pool and any(vm.role == role for vm in self.vms_on(host)):
+                used.add(pool)
         return tuple(p for name, p in self.pools.items() if name in used)
 
     def object_name(self, name: str) -> str:

@@ -36,25 +36,37 @@ class Lvs:
 
 
 @dataclass(frozen=True)
-class DbService:
-    """The database's service address (settings.db_vip): only a writable primary holds it
-    (keepalived, VRRP between the db VMs), so the web servers follow the primary by it."""
+class ServiceAddress:
+    """A service's address (settings.db_vip, settings.file_vip): only the member serving as the
+    primary holds it (keepalived, VRRP between the role's VMs), so clients follow the primary by it."""
     vip: str
     network: str
     prefix: int
-    router_id: int                  # VRRP virtual_router_id, distinct from the directors'
+    router_id: int                  # VRRP virtual_router_id, distinct from the directors' and the others'
     members: tuple[Member, ...]
 
 
+DbService = ServiceAddress
+
+
 @dataclass(frozen=True)
-class DbWitness:
-    """The DB primary's third vote (settings.db_witness): one small disk on a shared pool that
-    every db VM gets, on which their guards keep the primacy record and their heartbeats
-    (cloudinit/db/vmbuild-db-guard.py). SLOTS: each db VM's heartbeat block, by file order."""
+class Witness:
+    """A role's third vote (settings.db_witness, settings.file_witness): one small disk on a
+    shared pool that every VM of the role gets, on which their guards keep the primacy record
+    and their heartbeats (cloudinit/common/vmbuild_witness.py). SLOTS: each VM's heartbeat
+    block, by file order."""
     pool: str
     slots: tuple[tuple[str, int, str], ...]    # (vm, slot, its first address)
+    role: str = "db"
     serial: str = identity.WITNESS_SERIAL
     size: int = 1 << 20
+
+
+DbWitness = Witness
+# the roles that may have a witness, and the setting that names its pool
+WITNESS_SETTINGS = {"db": "db_witness", "file": "file_witness"}
+# the roles that may have a service address, the setting, and the roles that reach it there
+SERVICE_SETTINGS = {"db": ("db_vip", ("web",)), "file": ("file_vip", ("web",))}
 
 
 def role_vms(cluster: Cluster, role: str) -> list[VM]:
@@ -73,12 +85,26 @@ def db_replicas(cluster: Cluster) -> list[VM]:
     return [vm for vm in role_vms(cluster, "db") if vm is not primary]
 
 
-def db_witness(cluster: Cluster) -> DbWitness | None:
-    pool = cluster.settings.get("db_witness")
-    dbs = role_vms(cluster, "db")
-    if not pool or len(dbs) < 2:
+def witness(cluster: Cluster, role: str | None) -> Witness | None:
+    """ROLE's witness, or None: its setting unset, or fewer than two VMs to choose between."""
+    key = WITNESS_SETTINGS.get(role or "")
+    pool = cluster.settings.get(key) if key else None
+    vms = role_vms(cluster, role) if key else []
+    if not pool or len(vms) < 2:
         return None
-    return DbWitness(pool=pool, slots=tuple((vm.name, i, first_ip(vm) or "") for i, vm in enumerate(dbs)))
+    return Witness(pool=pool, slots=tuple((vm.name, i, first_ip(vm) or "") for i, vm in enumerate(vms)), role=role)
+
+
+def witnesses(cluster: Cluster) -> list[Witness]:
+    return [w for w in (witness(cluster, r) for r in WITNESS_SETTINGS) if w is not None]
+
+
+def db_witness(cluster: Cluster) -> Witness | None:
+    return witness(cluster, "db")
+
+
+def file_witness(cluster: Cluster) -> Witness | None:
+    return witness(cluster, "file")
 
 
 def time_source(cluster: Cluster) -> VM | None:
@@ -134,23 +160,37 @@ def lvs(cluster: Cluster) -> Lvs | None:
                probe_ips=probes, persistence=int(lb.get("persistence", 1800)))
 
 
-def db_service(cluster: Cluster) -> DbService | None:
-    """The DB service address set-up, or None without settings.db_vip."""
-    text = cluster.settings.get("db_vip")
-    dbs = role_vms(cluster, "db")
-    if not text or not dbs:
+def service(cluster: Cluster, role: str) -> ServiceAddress | None:
+    """ROLE's service address set-up, or None without its setting (settings.db_vip, file_vip)."""
+    text = cluster.settings.get(SERVICE_SETTINGS[role][0])
+    vms = role_vms(cluster, role)
+    if not text or not vms:
         return None
     vip = ipaddress.IPv4Address(str(text))
     network = vip_network(cluster, vip)
     if network is None:
         return None
-    lvs_id = lvs(cluster).router_id if lvs(cluster) else None
-    router_id = _router_id(f"{cluster.name}/db")
-    if router_id == lvs_id:
-        router_id = router_id % 254 + 1
-    members = tuple(m for m in (_member(v, network) for v in dbs) if m)
-    return DbService(vip=str(vip), network=network, prefix=cluster.networks[network].cidr.prefixlen,
-                     router_id=router_id, members=members)
+    # one VRRP router id per address on the LAN: the directors' first, then by role, in order
+    taken = {lvs(cluster).router_id} if lvs(cluster) else set()
+    for other in SERVICE_SETTINGS:
+        router_id = _router_id(f"{cluster.name}/{other}")
+        while router_id in taken:
+            router_id = router_id % 254 + 1
+        if other == role:
+            break
+        if cluster.settings.get(SERVICE_SETTINGS[other][0]):
+            taken.add(router_id)
+    members = tuple(m for m in (_member(v, network) for v in vms) if m)
+    return ServiceAddress(vip=str(vip), network=network, prefix=cluster.networks[network].cidr.prefixlen,
+                          router_id=router_id, members=members)
+
+
+def db_service(cluster: Cluster) -> ServiceAddress | None:
+    return service(cluster, "db")
+
+
+def file_service(cluster: Cluster) -> ServiceAddress | None:
+    return service(cluster, "file")
 
 
 def db_address(cluster: Cluster) -> str | None:

@@ -33,54 +33,19 @@ The rules, each a few lines below:
 replica has caught up with a reachable primary).
 """
 import json
-import mmap
 import os
 import subprocess
 import sys
-import threading
 import time
-import zlib
 
-BLOCK = 4096
+# the shared part (cloudinit/common/vmbuild_witness.py): where the seed puts it, else beside
+# this file in vmbuild's source tree (the unit tests)
+sys.path[:0] = ["/usr/local/lib/vmbuild", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common")]
+from vmbuild_witness import Lease, Witness, log, serve  # noqa: E402
+
 CONF = "/etc/vmbuild/db-guard.json"
 TRACK_FILE = "/var/lib/vmbuild/db-writable"     # keepalived's track file: 0 may hold the address
 ROLE_CNF = "/etc/mysql/mariadb.conf.d/61-vmbuild-promotion.cnf"
-
-
-def log(msg):
-    print(msg, flush=True)
-
-
-class Witness:
-    """The shared disk, block by block. Each block is JSON, its CRC-32 and zero padding: a
-    block torn by a crash reads as None, never as a wrong record."""
-
-    def __init__(self, path, direct=True):
-        flags = os.O_RDWR | os.O_DSYNC | (getattr(os, "O_DIRECT", 0) if direct else 0)
-        self.fd = os.open(path, flags)
-        self.buf = mmap.mmap(-1, BLOCK)    # page-aligned, as O_DIRECT wants
-
-    def read(self, block):
-        self.buf.seek(0)
-        self.buf.write(b"\0" * BLOCK)
-        os.preadv(self.fd, [self.buf], block * BLOCK)
-        raw = bytes(self.buf).rstrip(b"\0")
-        body, _, crc = raw.rpartition(b"\n")
-        if not body or crc != b"%08x" % zlib.crc32(body):
-            return None
-        try:
-            return json.loads(body)
-        except ValueError:
-            return None
-
-    def write(self, block, record):
-        body = json.dumps(record, sort_keys=True).encode()
-        data = body + b"\n" + b"%08x" % zlib.crc32(body)
-        if len(data) > BLOCK:
-            raise ValueError("record larger than a block")
-        self.buf.seek(0)
-        self.buf.write(data + b"\0" * (BLOCK - len(data)))
-        os.pwritev(self.fd, [self.buf], block * BLOCK)
 
 
 class MariaDB:
@@ -142,69 +107,22 @@ def persist_read_only(value):
         os.unlink(ROLE_CNF)
 
 
-class Guard:
-    HEARTBEAT = 1.0
-    FENCE_AFTER = 6.0       # the primary fences itself after this long without a heartbeat written
-    DEAD_AFTER = 15.0       # a replica takes over after this long without the primary's heartbeat moving
+class Guard(Lease):
     WAIT_LIMIT = 1.0        # a commit waiting longer than this for a replica: "sync" is false from then
     IO_KICK_AFTER = 20.0    # replication stalled this long while the primary lives: reconnect now
 
     def __init__(self, conf, witness, db, clock=time.monotonic, say=log, track=set_track,
                  persist=persist_read_only):
-        self.conf, self.disk, self.db, self.clock, self.say = conf, witness, db, clock, say
-        self.track, self.persist = track, persist
-        self.me = conf["me"]
-        self.members = conf["members"]              # name -> {"slot": i, "ip": ...}
-        self.counter = 0
-        self.last_written = None                     # clock of the last heartbeat that reached the disk
-        self.seen = {}                                # peer -> (counter, clock when it last moved)
+        super().__init__(conf, witness, clock, say)
+        self.db, self.track, self.persist = db, track, persist
         self.waiting_since = None
         self.fenced_note = None
-        self.role = "starting"
         self.sync = False
-        self.note = ""
-        self.extra = {}
         self.stalled_since = None      # (position, clock) while replication makes no progress
         self.last_kick = None
-        self.lock = threading.Lock()   # the step and the heartbeat thread both write this VM's block
 
-    # -- the disk ------------------------------------------------------------------------
-    def slot(self, name):
-        return 1 + int(self.members[name]["slot"])
-
-    def record(self):
-        return self.disk.read(0)
-
-    def beat(self, extra=None):
-        """Write this VM's heartbeat: the counter one up, with what the last step found. Called
-        by each step and by a thread every HEARTBEAT seconds: MariaDB's answers can be slow
-        under load, the heartbeat must not be."""
-        with self.lock:
-            if extra is not None:
-                self.extra = extra
-            self.counter += 1
-            rec = {"vm": self.me, "n": self.counter, "role": self.role, "sync": self.sync, "note": self.note}
-            rec.update(self.extra)
-            self.disk.write(self.slot(self.me), rec)
-            self.last_written = self.clock()
-
-    def watch_peers(self):
-        now, out = self.clock(), {}
-        for name in self.members:
-            if name == self.me:
-                continue
-            hb = self.disk.read(self.slot(name))
-            out[name] = hb
-            n = hb.get("n") if hb else None
-            if name not in self.seen or self.seen[name][0] != n:
-                self.seen[name] = (n, now)
-        return out
-
-    def silent_for(self, name):
-        return self.clock() - self.seen[name][1] if name in self.seen else 0.0
-
-    def holds_witness(self):
-        return self.last_written is not None and self.clock() - self.last_written < self.FENCE_AFTER
+    def heartbeat_fields(self):
+        return {"role": self.role, "sync": self.sync, "note": self.note}
 
     # -- MariaDB ---------------------------------------------------------------------------
     def fence(self, why):
@@ -328,13 +246,9 @@ class Guard:
             return
         if not self.best_candidate(peers, primary, got):
             return
-        # a last look, just before the record is written: the primary's heartbeat still has
-        # not moved, and the record is still the one read
-        again = self.disk.read(self.slot(primary))
-        if (again or {}).get("n") != (last or {}).get("n") or self.record() != rec:
+        new = self.claim_after(rec, primary, last)
+        if new is None:
             return
-        new = {"epoch": rec["epoch"] + 1, "primary": self.me, "after": primary}
-        self.disk.write(0, new)
         self.say(f"{primary} silent for {silent:.0f} s: promoting (epoch {new['epoch']})")
         self.role = "promoting"
         self.step_primary(new)
@@ -373,56 +287,10 @@ class Guard:
         return next((n for n, m in self.members.items() if m.get("ip") == host), host)
 
 
-def heartbeat(guard, stop):
-    """The heartbeat on its own: a step waits on MariaDB, this writes every HEARTBEAT seconds."""
-    while not stop.wait(guard.HEARTBEAT):
-        try:
-            guard.beat()
-        except Exception as e:   # the watchdog acts on what does not get written
-            log(f"heartbeat: {e}")
-
-
-def watchdog(guard, stop):
-    """A primary whose disk write hangs (its NAS gone, I/O stuck) never gets back to its loop
-    to fence itself: this thread does, from the time of the last write that got through."""
-    while not stop.wait(0.5):
-        if guard.role == "primary" and guard.last_written is not None and not guard.holds_witness():
-            try:
-                guard.fence(f"heartbeat write stuck for {guard.clock() - guard.last_written:.0f} s: lost the witness")
-            except Exception as e:
-                log(f"fence failed: {e}")
-
-
 def main(argv):
     with open(CONF) as f:
         conf = json.load(f)
-    disk = Witness(conf["device"])
-    if argv[1:] == ["show"]:
-        out = {"record": disk.read(0)}
-        out["heartbeats"] = {n: disk.read(1 + int(m["slot"])) for n, m in conf["members"].items()}
-        print(json.dumps(out, sort_keys=True))
-        return 0
-    if argv[1:] == ["claim"]:
-        rec = disk.read(0) or {"epoch": 0}
-        new = {"epoch": rec["epoch"] + 1, "primary": conf["me"], "after": rec.get("primary")}
-        disk.write(0, new)
-        print(json.dumps(new, sort_keys=True))
-        return 0
-    guard = Guard(conf, disk, MariaDB())
-    for key in ("HEARTBEAT", "FENCE_AFTER", "DEAD_AFTER"):
-        if key.lower() in conf:
-            setattr(guard, key, float(conf[key.lower()]))
-    stop = threading.Event()
-    threading.Thread(target=watchdog, args=(guard, stop), daemon=True).start()
-    threading.Thread(target=heartbeat, args=(guard, stop), daemon=True).start()
-    log(f"guarding {conf['me']} on {conf['device']}")
-    while True:
-        started = time.monotonic()
-        try:
-            guard.step()
-        except Exception as e:   # MariaDB starting, a disk error: the next step tries again
-            log(f"step: {e}")
-        time.sleep(max(0.0, guard.HEARTBEAT - (time.monotonic() - started)))
+    return serve(conf, lambda c, disk: Guard(c, disk, MariaDB()), argv)
 
 
 if __name__ == "__main__":

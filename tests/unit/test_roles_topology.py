@@ -184,7 +184,7 @@ def test_the_witness_is_one_shared_disk_of_every_db_vm(write):
             assert disks[0].find("source").get("file") == "/var/lib/libvirt/nas/moodle/db-witness.img"
             assert disks[0].find("driver").attrib == {"name": "qemu", "type": "raw", "cache": "none", "io": "native"}
             assert disks[0].findtext("serial") == "vmb-witness"
-        assert needed_volumes(cluster, want)[("nas", "db-witness.img")] == "DB witness, shared by the db VMs"
+        assert needed_volumes(cluster, want)[("nas", "db-witness.img")] == "db witness, shared by the db VMs"
     for vm, slot in (("db1", 0), ("db2", 1)):
         files, doc = seed(cluster, vm)
         conf = json.loads(files["/etc/vmbuild/db-guard.json"])

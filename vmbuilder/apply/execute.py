@@ -162,11 +162,12 @@ def make_disks(hr: HostRun, want: DesiredHost, changes: list[Change]) -> None:
     for d in want.vms:
         if d.witness is None:
             continue
-        c = creates.pop(f"{d.witness.pool}/{names.witness_volume(hr.cluster)}", None)
-        if c is not None:   # zeros: an empty witness, which the file's DB primary claims
-            hr.say(d.vm.name, "disk", names.witness_volume(hr.cluster))
+        volume = names.witness_volume(hr.cluster, d.witness.role)
+        c = creates.pop(f"{d.witness.pool}/{volume}", None)
+        if c is not None:   # zeros: an empty witness, which the file's first VM of the role claims
+            hr.say(d.vm.name, "disk", volume)
             _create(hr, d.witness.pool, c, lambda libpool, name, size=d.witness.size: hr.hv.create_volume(
-                libpool, name, to_string(blob_volume_xml(name, size)), "DB witness"))
+                libpool, name, to_string(blob_volume_xml(name, size)), f"{d.witness.role} witness"))
     for d in want.vms:
         c = creates.get(f"{d.vm.boot_disk.pool}/{d.seed_volume.findtext('name')}")
         if c is not None:

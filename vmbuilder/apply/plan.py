@@ -101,7 +101,8 @@ def needed_volumes(cluster: Cluster, want: DesiredHost) -> dict[tuple[str, str],
         if d.code is not None:
             needed[(d.vm.boot_disk.pool, names.code_volume(cluster, d.code.volume_key))] = f"code {d.code.name}"
         if d.witness is not None:
-            needed[(d.witness.pool, names.witness_volume(cluster))] = "DB witness, shared by the db VMs"
+            needed[(d.witness.pool, names.witness_volume(cluster, d.witness.role))] = \
+                f"{d.witness.role} witness, shared by the {d.witness.role} VMs"
     return needed
 
 

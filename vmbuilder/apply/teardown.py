@@ -66,9 +66,8 @@ def down(run: Run, grace: float) -> dict[str, dict[str, str] | Exception]:
 
 def _keep_volumes(cluster: Cluster) -> set[tuple[str, str]]:
     keep = {(d.pool, names.disk_volume(cluster, vm, d)) for vm in cluster.vms for d in vm.disks if d.keep}
-    witness = topology.db_witness(cluster)
-    if witness is not None:   # it says which db VM's data is the newest: data, like theirs
-        keep.add((witness.pool, names.witness_volume(cluster)))
+    for witness in topology.witnesses(cluster):   # it says whose data is the newest: data, like theirs
+        keep.add((witness.pool, names.witness_volume(cluster, witness.role)))
     return keep
 
 
@@ -83,9 +82,9 @@ def _vm_volume_names(cluster: Cluster, vm, pools: set[str] | None = None) -> set
                          names.initrd_volume(cluster, image)):
                 vols |= {(d.pool, blob), (d.pool, names.complete_marker(blob))}
     vols.add((vm.boot_disk.pool, names.seed_volume(cluster, vm)))
-    witness = topology.db_witness(cluster) if vm.role == "db" else None
+    witness = topology.witness(cluster, vm.role)
     if witness is not None:
-        vols.add((witness.pool, names.witness_volume(cluster)))
+        vols.add((witness.pool, names.witness_volume(cluster, witness.role)))
     code = web.code(cluster) if vm.role == "web" else None
     if code is not None:
         blob = names.code_volume(cluster, code.volume_key)

@@ -7,13 +7,14 @@ import os
 import re
 from typing import Any
 
-from vmbuilder import identity
+from vmbuilder import identity, topology
 from vmbuilder.config import grammar
 from vmbuilder.config.checks import Checker
 from vmbuilder.config.yamlsrc import Source
 from vmbuilder.model import VM, Network, Pool
 
-SETTINGS_KEYS = ("vip", "lb", "db_primary", "db_vip", "db_witness", "time_source", "moodle", "firewall")
+SETTINGS_KEYS = ("vip", "lb", "db_primary", "db_vip", "db_witness", "file_vip", "file_witness", "time_source", "moodle",
+                 "firewall")
 SETTINGS_LB_KEYS = ("probe_ips", "persistence")
 SETTINGS_MOODLE_KEYS = ("wwwroot", "source", "sha256", "fullname", "shortname", "install")
 MOODLE_INSTALLS = ("prebuilt", "guest")
@@ -71,11 +72,16 @@ def _moodle(ck: Checker, src: Source, raw: Any) -> dict:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def _db_vip(ck: Checker, src: Source, raw: Any, by_role: dict[str, list], networks: dict[str, Network],
-            used: dict, lvs_vip: str | None) -> str | None:
-    """The database's service address: held by the writable primary, so the web servers never
-    name a VM; every db VM must be on its network to hold it in turn, every web server to reach it."""
-    p = ("settings", "db_vip")
+_SERVICE_WORDS = {"db": "the DB service address", "file": "moodledata's service address"}
+
+
+def _service_vip(ck: Checker, src: Source, role: str, raw: Any, by_role: dict[str, list],
+                 networks: dict[str, Network], used: dict, taken_vips: dict[str, str]) -> str | None:
+    """ROLE's service address (settings.db_vip, file_vip): held by its primary, so the web
+    servers never name a VM; every VM of the role must be on its network to hold it in turn,
+    every web server to reach it. TAKEN_VIPS: address -> whose it is already."""
+    key = topology.SERVICE_SETTINGS[role][0]
+    p = ("settings", key)
     addr = _address(ck, src, p, raw)
     if addr is None:
         return None
@@ -88,40 +94,45 @@ def _db_vip(ck: Checker, src: Source, raw: Any, by_role: dict[str, list], networ
         return None
     taken = {a: what for a, what in ((net.gateway, "the network's gateway"), (net.host_ip, "the host's address"))
              if a is not None}
-    if (net.name, addr) in used or addr in taken or str(addr) == lvs_vip:
-        who = used.get((net.name, addr)) or taken.get(addr) or "the directors' VIP (settings.vip)"
+    if (net.name, addr) in used or addr in taken or str(addr) in taken_vips:
+        who = used.get((net.name, addr)) or taken.get(addr) or taken_vips[str(addr)]
         ck.add(src, p, f"{addr} is already {who if who.startswith('the') else 'the address of ' + who}")
         return None
-    if not by_role.get("db"):
-        ck.add(src, p, "there are no db VMs to hold it")
+    if not by_role.get(role):
+        ck.add(src, p, f"there are no {role} VMs to hold it")
         return None
-    for vm in by_role.get("db", []) + by_role.get("web", []):
+    for vm in by_role.get(role, []) + [v for r in topology.SERVICE_SETTINGS[role][1] for v in by_role.get(r, [])]:
         if not any(n.network == net.name and n.ip for n in vm.nics):
-            ck.add(src, p, f"{vm.name} ({vm.role}) has no address on network {net.name!r}, where the DB service "
-                   f"address {addr} is; every db VM holds it in turn and every web server reaches it there")
+            ck.add(src, p, f"{vm.name} ({vm.role}) has no address on network {net.name!r}, where "
+                   f"{_SERVICE_WORDS[role]} {addr} is; every {role} VM holds it in turn and every web server "
+                   f"reaches it there")
             return None
     return str(addr)
 
 
-def _db_witness(ck: Checker, src: Source, raw: Any, dbs: list[VM], declared: int,
-                pools: dict[str, Pool]) -> str | None:
-    """The pool of the DB primary's third vote (a small disk every db VM shares, see
-    cloudinit/db/vmbuild-db-guard.py): a shared pool every db VM's host mounts, as the NAS is."""
-    p = ("settings", "db_witness")
+def _witness(ck: Checker, src: Source, role: str, raw: Any, vms: list[VM], declared: int,
+             pools: dict[str, Pool]) -> str | None:
+    """The pool of ROLE's third vote (a small disk every VM of the role shares, see
+    cloudinit/common/vmbuild_witness.py): a shared pool every such VM's host mounts, as the NAS is."""
+    p = ("settings", topology.WITNESS_SETTINGS[role])
     if not isinstance(raw, str) or raw not in pools:
         ck.add(src, p, f"{raw!r} is not a pool of this file (pools: {', '.join(pools) or 'none'})")
         return None
     pool = pools[raw]
     if not pool.shared:
-        ck.add(src, p, f"pool {raw!r} is not shared: the witness must be one disk that every db VM's host "
+        ck.add(src, p, f"pool {raw!r} is not shared: the witness must be one disk that every {role} VM's host "
                f"sees (a NAS pool with shared: true)")
         return None
-    if declared < 2:   # counted from the entries: a db VM with a problem of its own still counts
-        ck.add(src, p, f"needs two db VMs or more (has {declared}): the witness decides which one is the primary")
+    if declared < 2:   # counted from the entries: a VM with a problem of its own still counts
+        ck.add(src, p, f"needs two {role} VMs or more (has {declared}): the witness decides which one is the primary")
         return None
-    away = sorted({vm.host for vm in dbs if pool.hosts and vm.host not in pool.hosts})
+    if pool.served_by and any(v.name in pool.served_by for v in vms):
+        ck.add(src, p, f"pool {raw!r} is served by a {role} VM ({', '.join(pool.served_by)}): the witness must "
+               f"outlive each of them")
+        return None
+    away = sorted({vm.host for vm in vms if pool.hosts and vm.host not in pool.hosts})
     if away:
-        ck.add(src, p, f"pool {raw!r} is not on host {', '.join(away)}, where db VMs run (its hosts: "
+        ck.add(src, p, f"pool {raw!r} is not on host {', '.join(away)}, where {role} VMs run (its hosts: "
                f"{', '.join(pool.hosts)})")
         return None
     return raw
@@ -173,15 +184,24 @@ def check(ck: Checker, src: Source, raw: Any, vms: list[VM], networks: dict[str,
     elif by_role.get("lb"):
         ck.add(src, ("settings",), f"missing required key 'vip': the lb VMs "
                f"({', '.join(v.name for v in by_role['lb'])}) need the virtual IP they hold")
-    if settings.get("db_vip") is not None:
-        db_vip = _db_vip(ck, src, settings["db_vip"], by_role, networks, used, out.get("vip"))
-        if db_vip is not None:
-            out["db_vip"] = db_vip
-    if settings.get("db_witness") is not None:
-        witness = _db_witness(ck, src, settings["db_witness"], by_role.get("db", []),
-                              sum(1 for r in declared_roles.values() if r == "db"), pools or {})
-        if witness is not None:
-            out["db_witness"] = witness
+    taken_vips = {out["vip"]: "the directors' VIP (settings.vip)"} if out.get("vip") else {}
+    for role, (key, _) in topology.SERVICE_SETTINGS.items():
+        if settings.get(key) is not None:
+            addr = _service_vip(ck, src, role, settings[key], by_role, networks, used, taken_vips)
+            if addr is not None:
+                out[key] = addr
+                taken_vips[addr] = f"the {role} service address (settings.{key})"
+    for role, key in topology.WITNESS_SETTINGS.items():
+        if settings.get(key) is not None:
+            pool = _witness(ck, src, role, settings[key], by_role.get(role, []),
+                            sum(1 for r in declared_roles.values() if r == role), pools or {})
+            if pool is not None:
+                out[key] = pool
+    # a file service address moves with the primacy only its witness decides: one needs the other
+    if ("file_vip" in settings) != ("file_witness" in settings):
+        have, need = ("file_vip", "file_witness") if "file_vip" in settings else ("file_witness", "file_vip")
+        ck.add(src, ("settings", have), f"needs settings.{need} too: moodledata's address moves to the standby "
+               f"only when the witness says the primary is gone")
     lb = settings.get("lb")
     if lb is not None:
         lb = ck.mapping(src, ("settings", "lb"), lb, SETTINGS_LB_KEYS)

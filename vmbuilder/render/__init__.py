@@ -28,7 +28,7 @@ class DesiredVM:
     seed_iso: bytes
     seed_volume: etree._Element
     code: Any = None    # roles' Code the VM gets as a read-only volume (Moodle's tarball), or None
-    witness: Any = None  # topology.DbWitness the VM shares with the other db VMs, or None
+    witness: Any = None  # topology.Witness the VM shares with the other VMs of its role, or None
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def desired_vm(cluster: Cluster, vm: VM, accel: Accel, secrets: Mapping | None =
     seed = seed_files(cluster, vm, secrets, facts=facts)
     iso = build_iso(seed.files())
     code = roles.code_for(cluster, vm.role)
-    witness = topology.db_witness(cluster) if vm.role == "db" else None
+    witness = topology.witness(cluster, vm.role)
     return DesiredVM(
         vm=vm,
         domain=domain_xml(cluster, vm, domain_type(accel), seed_hash=seed.instance_id, code=code, witness=witness),

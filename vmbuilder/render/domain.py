@@ -64,11 +64,11 @@ def _devices(dev: etree._Element, cluster: Cluster, vm: VM, code, witness=None) 
         sub(node, "target", dev=f"vd{chr(ord('a') + i)}", bus="virtio")
         sub(node, "serial", identity.disk_serial(vm.name, disk.name))
     if witness is not None:
-        # one raw disk that every db VM opens at once (shareable), with no host cache between
-        # the guests and the NAS: a heartbeat written by one is what the other reads next
+        # one raw disk that every VM of the role opens at once (shareable), with no host cache
+        # between the guests and the NAS: a heartbeat written by one is what the other reads next
         node = sub(dev, "disk", type="file", device="disk")
         sub(node, "driver", name="qemu", type="raw", cache="none", io="native")
-        sub(node, "source", file=names.volume_path(cluster, witness.pool, names.witness_volume(cluster)))
+        sub(node, "source", file=names.volume_path(cluster, witness.pool, names.witness_volume(cluster, witness.role)))
         sub(node, "target", dev=f"vd{chr(ord('a') + len(vm.disks))}", bus="virtio")
         sub(node, "serial", witness.serial)
         sub(node, "shareable")

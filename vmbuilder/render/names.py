@@ -61,9 +61,10 @@ def code_volume(cluster: Cluster, sha256: str) -> str:
     return cluster.object_name(f"code-{sha256[:16]}.img")
 
 
-def witness_volume(cluster: Cluster) -> str:
-    """The DB witness every db VM shares (settings.db_witness): the primacy record and heartbeats."""
-    return cluster.object_name("db-witness.img")
+def witness_volume(cluster: Cluster, role: str = "db") -> str:
+    """ROLE's witness that its VMs share (settings.db_witness, file_witness): the primacy record
+    and heartbeats."""
+    return cluster.object_name(f"{role}-witness.img")
 
 
 def is_upload(cluster: Cluster, volume: str) -> bool:
