@@ -89,6 +89,10 @@ def openings(cluster: Cluster, vm: VM) -> tuple[Opening, ...]:
         out.append(Opening("NFSv4 moodledata for the web servers", "tcp", (2049,), moodledata_clients(cluster)))
         out.append(Opening("rsync from the other file servers (sync)", "tcp", (873,),
                            addresses(topology.role_vms(cluster, "file"), cluster)))
+        service = topology.file_service(cluster)
+        if service and any(m.vm == vm.name for m in service.members):
+            peers = tuple(m.ip for m in service.members if m.vm != vm.name)
+            out.append(Opening("VRRP from the other file VMs (moodledata's service address)", "vrrp", (), peers))
         for pool in cluster.pools.values():
             if vm.name in pool.served_by and pool.clients:
                 out.append(Opening(f"NFSv4 pool {pool.name} for the hypervisors", "tcp", (2049,), pool.clients))

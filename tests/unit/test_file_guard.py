@@ -1,0 +1,183 @@
+"""The file guard (cloudinit/file/vmbuild-file-guard.py), the script every file VM runs with
+settings.file_witness, driven step by step against a real witness file and stand-in systems
+on a fake clock: who pushes moodledata, who holds its address, and when a standby takes over."""
+import importlib.util
+
+import pytest
+
+from vmbuilder import paths
+
+spec = importlib.util.spec_from_file_location("fileguard", paths.data_dir("cloudinit") / "file" / "vmbuild-file-guard.py")
+guard_mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(guard_mod)
+
+MEMBERS = {"file1": {"slot": 0, "ip": "10.0.0.41"}, "file2": {"slot": 1, "ip": "10.0.0.42"},
+           "file3": {"slot": 2, "ip": "10.0.0.43"}}
+
+
+class Clock:
+    t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+class FakeSystem:
+    """The units the guard switches, its track file, and the full pushes it made."""
+
+    def __init__(self):
+        self.running = set()
+        self.track_value = None
+        self.pushed = []
+        self.push_fails = False
+
+    def unit(self, action, name):
+        (self.running.add if action == "start" else self.running.discard)(name)
+
+    def active(self, name):
+        return name in self.running
+
+    def track(self, value):
+        self.track_value = value
+
+    def push(self, ip):
+        if self.push_fails:
+            raise RuntimeError("@ERROR: auth failed on module moodledata")
+        self.pushed.append(ip)
+
+    def pushes(self):
+        return "lsyncd" in self.running and "rsync" not in self.running and self.track_value == 0
+
+    def takes_pushes(self):
+        return "rsync" in self.running and "lsyncd" not in self.running and self.track_value == 1
+
+
+class Node:
+    boots = 0
+
+    def __init__(self, name, path, clock, members=None):
+        Node.boots += 1
+        self.said = []
+        self.sys = FakeSystem()
+        conf = {"me": name, "members": members or {k: MEMBERS[k] for k in ("file1", "file2")}, "primary": "file1"}
+        self.g = guard_mod.FileGuard(conf, guard_mod.Witness(str(path), direct=False), self.sys, clock=clock,
+                                     say=self.said.append, boot=lambda n=Node.boots: f"boot-{n}")
+        self.broken = False
+
+    def step(self):
+        if self.broken:
+            self.g.disk = Broken()
+        try:
+            self.g.step()
+        except OSError:
+            pass
+
+
+class Broken:
+    def read(self, block):
+        raise OSError(5, "Input/output error")
+
+    write = read
+
+
+@pytest.fixture
+def bed(tmp_path):
+    path = tmp_path / "witness.img"
+    path.write_bytes(b"\0" * (1 << 20))
+    return path, Clock()
+
+
+def run(clock, nodes, seconds, every=1.0):
+    end = clock.t + seconds
+    while clock.t < end:
+        for n in nodes:
+            n.step()
+        clock.t += every
+
+
+def two(bed):
+    path, clock = bed
+    return path, clock, Node("file1", path, clock), Node("file2", path, clock)
+
+
+def test_first_boot_the_first_file_vm_pushes_a_full_copy_and_holds_the_address(bed):
+    path, clock, f1, f2 = two(bed)
+    run(clock, [f1, f2], 3)
+    assert f1.g.record() == {"epoch": 1, "primary": "file1"}
+    assert f1.sys.pushes() and f2.sys.takes_pushes()
+    assert f1.sys.pushed == ["10.0.0.42"]                         # once per standby's boot
+    assert f1.g.disk.read(1)["synced"] == ["file2"]
+    run(clock, [f1, f2], 30)
+    assert f1.sys.pushed == ["10.0.0.42"] and f2.g.role == "standby"
+
+
+def test_the_primarys_host_dies_the_synced_standby_takes_over_after_dead_after(bed):
+    path, clock, f1, f2 = two(bed)
+    run(clock, [f1, f2], 3)
+    cut = clock.t
+    run(clock, [f2], f2.g.DEAD_AFTER - 2)                          # file1 gone with its host
+    assert f2.g.record()["primary"] == "file1" and f2.sys.takes_pushes()
+    run(clock, [f2], 4)
+    assert f2.g.record() == {"epoch": 2, "primary": "file2", "after": "file1"}
+    assert f2.sys.pushes() and f2.g.role == "primary"
+    assert clock.t - cut <= f2.g.DEAD_AFTER + 3
+    assert any("taking over moodledata" in s for s in f2.said)
+
+
+def test_a_standby_that_never_got_a_full_copy_does_not_take_over(bed):
+    path, clock, f1, f2 = two(bed)
+    f1.sys.push_fails = True                                      # e.g. the rsync secret wrong
+    run(clock, [f1, f2], 5)
+    assert "full push to file2 failed" in f1.g.note
+    run(clock, [f2], 40)
+    assert f2.g.record()["primary"] == "file1" and f2.sys.takes_pushes()
+    assert "never gave this VM a full copy" in f2.g.note
+
+
+def test_a_broken_link_never_promotes_while_the_primary_renews_its_heartbeat(bed):
+    # the hosts cannot reach each other, but both reach the witness: file1 still beats
+    path, clock, f1, f2 = two(bed)
+    run(clock, [f1, f2], 60)
+    assert f1.g.record() == {"epoch": 1, "primary": "file1"} and f2.sys.takes_pushes()
+
+
+def test_the_old_primary_comes_back_a_standby_and_gets_the_new_primarys_copy(bed):
+    path, clock, f1, f2 = two(bed)
+    run(clock, [f1, f2], 3)
+    run(clock, [f2], 20)
+    assert f2.g.record()["primary"] == "file2"
+    back = Node("file1", path, clock)                               # its host powered on: a new boot
+    run(clock, [back, f2], 3)
+    assert back.sys.takes_pushes() and back.g.role == "standby"
+    assert f2.sys.pushed == ["10.0.0.41"]                           # file1 made a copy of file2, never the reverse
+    assert back.sys.pushed == []
+    assert f2.g.disk.read(2)["synced"] == ["file1"]
+
+
+def test_a_primary_that_loses_the_witness_stops_serving_before_the_standby_may_take_over(bed):
+    path, clock, f1, f2 = two(bed)
+    run(clock, [f1, f2], 3)
+    f1.broken = True                                                # its host lost the NAS
+    for _ in range(int(f1.g.FENCE_AFTER) + 1):
+        f1.step()
+        if f1.g.role == "primary" and not f1.g.holds_witness():
+            f1.g.fence("lost the witness")                          # what the watchdog thread does
+        f2.step()
+        clock.t += 1
+    assert f1.g.role == "fenced" and not f1.sys.pushes() and f1.sys.track_value == 1
+    assert "lsyncd" not in f1.sys.running
+    assert f2.g.record()["primary"] == "file1"                      # not yet: DEAD_AFTER > FENCE_AFTER
+    run(clock, [f2], 12)
+    assert f2.g.record()["primary"] == "file2"
+
+
+def test_three_file_vms_one_standby_takes_over(bed):
+    path, clock = bed
+    nodes = [Node(n, path, clock, MEMBERS) for n in ("file1", "file2", "file3")]
+    run(clock, nodes, 4)
+    assert sorted(nodes[0].sys.pushed) == ["10.0.0.42", "10.0.0.43"]
+    run(clock, nodes[1:], 20)
+    assert nodes[1].g.record()["primary"] == "file2"                # the lowest slot among the copies
+    assert nodes[2].g.role == "standby" and nodes[2].sys.takes_pushes()
+    run(clock, nodes[1:], 3)
+    assert nodes[1].sys.pushed == ["10.0.0.43"]                     # the new primary makes file3 its copy
