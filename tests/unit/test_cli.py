@@ -76,3 +76,21 @@ def test_shell_completion_offers_the_files_names():
     assert complete(f"vmbuild db promote {MOODLE} db") == ["db1", "db2"]
     assert complete("vmbuild image build debian12-") == ["debian12-roles"]
     assert complete("vmbuild logs /no/such/file.yaml w") == []
+
+
+def test_render_and_secret_answer_in_json(tmp_path):
+    r = CliRunner().invoke(cli, ["render", str(MOODLE), "-o", str(tmp_path / "out"), "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["domains"] == 8 and data["seed_isos"] == 8 and "hv1/domains/db1.xml" in data["files"]
+    r = CliRunner().invoke(cli, ["secret", str(MOODLE), "--json"])
+    assert r.exit_code == 0 and "db" in json.loads(r.output)["names"], r.output
+
+
+def test_every_command_that_reports_takes_json():
+    # commands that stream a terminal (console) or write a document (diagram, example) excepted
+    for words in _commands(cli):
+        if words in (("console",), ("diagram",), ("example",)):
+            continue
+        out = CliRunner().invoke(cli, [*words, "--help"]).output
+        assert "--json" in out, words

@@ -181,3 +181,28 @@ def test_three_file_vms_one_standby_takes_over(bed):
     assert nodes[2].g.role == "standby" and nodes[2].sys.takes_pushes()
     run(clock, nodes[1:], 3)
     assert nodes[1].sys.pushed == ["10.0.0.43"]                     # the new primary makes file3 its copy
+
+
+def test_verify_and_status_follow_the_primary_the_witness_names(tmp_path):
+    import json
+
+    from vmbuilder.config import load_cluster
+    from vmbuilder.roles import file as file_role
+
+    text = (paths.data_dir("profiles") / "clusters" / "moodle.yaml").read_text()
+    path = tmp_path / "c.yaml"
+    path.write_text(text.replace("  db_vip: 10.10.0.30\n", "  db_vip: 10.10.0.30\n  file_vip: 10.10.0.45\n"
+                                 "  file_witness: nas\n"))
+    cluster = load_cluster(str(path))
+    view = {"record": {"epoch": 2, "primary": "file2"},
+            "heartbeats": {"file1": {"role": "standby"}, "file2": {"role": "primary", "synced": [], "note": ""}}}
+
+    class Guests:
+        def sh(self, vm, script):
+            assert isinstance(vm, str) and vm.startswith("file"), vm
+            return (0, json.dumps(view), "") if vm == "file1" else (1, "", "agent not answering")
+
+    assert file_role.observed_primary(cluster, Guests()) == "file2"
+    said = file_role.duty(cluster, "file2", lambda s: (0, "active\ninactive\n", "") if "is-active" in s
+                          else (0, json.dumps(view), ""))
+    assert said == "sync source (lsyncd pushes moodledata); witness: epoch 2, primary file2, full copies: none yet"

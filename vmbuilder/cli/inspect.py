@@ -21,16 +21,21 @@ Examples:
 @click.option("--lines", "-n", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--serial", is_flag=True, help="The serial console log instead of the journal (boot, kernel, cloud-init).")
 @click.option("--unit", "-u", default=None, help="Only this systemd unit's journal (e.g. cloud-final).")
-def logs(file: str, vm: str, lab: bool, lines: int, serial: bool, unit: str | None) -> None:
+@json_option
+def logs(file: str, vm: str, lab: bool, lines: int, serial: bool, unit: str | None, as_json: bool) -> None:
     """Print VM's journal, read through the qemu guest agent, or its serial log."""
     from vmbuilder.apply import logs as guestlogs
 
     run = open_run(file, lab, quiet=True)
     if serial:
-        click.echo(guestlogs.serial(run, vm, lines))
-        return
-    text, problem = guestlogs.journal(run, vm, lines, unit)
-    click.echo(text)
+        text, problem = guestlogs.serial(run, vm, lines), None
+    else:
+        text, problem = guestlogs.journal(run, vm, lines, unit)
+    if as_json:
+        click.echo(json.dumps({"vm": vm, "source": "serial" if serial else "journal", "unit": unit,
+                               "lines": text.splitlines(), "problem": problem}, indent=2))
+    else:
+        click.echo(text)
     if problem:
         raise OperationError(problem)
 

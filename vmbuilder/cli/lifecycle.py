@@ -199,13 +199,17 @@ Examples:
 """)
 @click.argument("file", type=click.Path(dir_okay=False))
 @lab_option
-def unlock(file: str, lab: bool) -> None:
+@json_option
+def unlock(file: str, lab: bool, as_json: bool) -> None:
     """Remove FILE's cluster lock, left on its first host by a run that died on another
     machine (a dead run of this machine's is recognised and taken over without this)."""
     from vmbuilder.apply.lock import unlock as remove_lock
 
     run = open_run(file, lab, quiet=True)
     removed = remove_lock(run.cluster, run.targets)
+    if as_json:
+        click.echo(json.dumps({"cluster": run.cluster.name, "removed": removed}, indent=2))
+        return
     for line in removed or [f"cluster {run.cluster.name!r} was not locked"]:
         click.echo(line)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from vmbuilder import __version__
-from vmbuilder.cli.common import complete_recipes
+from vmbuilder.cli.common import complete_recipes, json_option
 from vmbuilder.config import load_cluster
 from vmbuilder.errors import InputError, VmbuildError
 from vmbuilder.model import Accel
@@ -100,7 +100,8 @@ def validate(file: str, as_json: bool) -> None:
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Folder to write into.")
 @click.option("--accel", type=click.Choice(["kvm", "tcg"]), default=None,
               help="Domain type to render (default: the file's accel; auto renders kvm).")
-def render(file: str, output: str, accel: str | None) -> None:
+@json_option
+def render(file: str, output: str, accel: str | None, as_json: bool) -> None:
     """Write every pool, network, volume and domain XML and each VM's seed (files and ISO) per host."""
     from vmbuilder.export import write_bundle
 
@@ -109,6 +110,11 @@ def render(file: str, output: str, accel: str | None) -> None:
     written = write_bundle(cluster, Path(output), chosen)
     domains = sum(1 for p in written if p.parent.name == "domains")
     isos = sum(1 for p in written if p.name == "seed.iso")
+    if as_json:
+        click.echo(json.dumps({"cluster": cluster.name, "output": str(output), "accel": chosen.value,
+                               "domains": domains, "seed_isos": isos,
+                               "files": [str(p.relative_to(output)) for p in written]}, indent=2))
+        return
     click.echo(f"wrote {len(written)} files to {output}: {domains} domains, {isos} seed ISOs, domain type {chosen.value}")
 
 
@@ -225,7 +231,8 @@ def lab_start(file: str, ssh: bool, as_json: bool) -> None:
 
 @lab.command("stop", epilog=EXAMPLES_LAB)
 @click.argument("file", type=click.Path(dir_okay=False))
-def lab_stop(file: str) -> None:
+@json_option
+def lab_stop(file: str, as_json: bool) -> None:
     """Stop FILE's lab hosts: their guests, libvirtd and virtlogd by PID, and their namespaces."""
     from vmbuilder.lab import hosts as labhosts
 
@@ -234,8 +241,11 @@ def lab_stop(file: str) -> None:
 
     for h in cluster.hosts:
         labhosts.stop(labhosts.lab_host(cluster.name, h))
-        click.echo(f"{h}: stopped")
+        if not as_json:
+            click.echo(f"{h}: stopped")
     lan.remove_switch(cluster.name)
+    if as_json:
+        click.echo(json.dumps([{"host": h, "stopped": True} for h in cluster.hosts], indent=2))
 
 
 def _register() -> None:

@@ -73,7 +73,8 @@ Examples:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.argument("name", required=False)
 @lab_option
-def secret(file: str, name: str | None, lab: bool) -> None:
+@json_option
+def secret(file: str, name: str | None, lab: bool, as_json: bool) -> None:
     """Print one of the passwords vmbuild generated for FILE's cluster (read from its hosts;
     nothing else prints them); without NAME, list the names."""
     from vmbuilder import secrets
@@ -82,8 +83,7 @@ def secret(file: str, name: str | None, lab: bool) -> None:
 
     short = {n.removesuffix("_password"): n for n in secrets.NAMES}
     if name is None:
-        for n in sorted(short):
-            click.echo(n)
+        click.echo(json.dumps({"names": sorted(short)}, indent=2) if as_json else "\n".join(sorted(short)))
         return
     key = short.get(name) or (name if name in secrets.NAMES else None)
     if key is None:
@@ -92,7 +92,7 @@ def secret(file: str, name: str | None, lab: bool) -> None:
     value = stored(run.cluster, run.targets).get(key)
     if value is None:
         raise OperationError(f"cluster {run.cluster.name!r} has no {name} yet: `vmbuild up` generates it")
-    click.echo(value)
+    click.echo(json.dumps({"name": name, "value": value}) if as_json else value)
 
 
 COMMANDS = (update, db, secret)

@@ -63,7 +63,7 @@ def observed_primary(cluster: Cluster, g: Guests) -> str | None:
     """The file VM the witness names, read from the first file VM that answers; None without one."""
     if topology.file_witness(cluster) is None:
         return None
-    for vm in topology.role_vms(cluster, "file"):
+    for vm in (v.name for v in topology.role_vms(cluster, "file")):
         view = witness_view(lambda script, vm=vm: g.sh(vm, script))
         if view and (view.get("record") or {}).get("primary"):
             return view["record"]["primary"]
