@@ -86,20 +86,27 @@ def console(file: str, vm: str, lab: bool, force: bool, idle: float) -> None:
 Examples:
   vmbuild verify profiles/clusters/moodle.yaml --lab
   vmbuild verify cluster.yaml --failover --json
+  vmbuild verify profiles/clusters/moodle.yaml --lab --host-failure hv1
 """)
 @click.argument("file", type=click.Path(dir_okay=False))
 @lab_option
 @click.option("--failover", is_flag=True,
               help="Instead: power off the VIP's director, time the VIP's silence, power off the DB primary, "
                    "show the replica and the promotion command; both are started again after.")
+@click.option("--host-failure", "host_failure", metavar="HOST", default=None,
+              help="Instead: cut HOST's power (every VM of it destroyed at once) while a client requests through "
+                   "the VIP and a writer commits rows and files; report how long the site was down and what was "
+                   "lost, then start HOST's VMs again and check that its old primaries stand by.")
 @json_option
-def verify(file: str, lab: bool, failover: bool, as_json: bool) -> None:
+def verify(file: str, lab: bool, failover: bool, host_failure: str | None, as_json: bool) -> None:
     """Check each role end to end from inside the guests (through the guest agent): one line per check."""
     from vmbuilder.apply.checkup import verify as check
 
     run = open_run(file, lab, quiet=True)
     say = (lambda vm, what: None) if as_json else (lambda vm, what: click.echo(f"{vm}: {what}", err=True))
-    checks = check(run, failover, say)
+    if failover and host_failure:
+        raise click.UsageError("--failover and --host-failure are two rehearsals: one at a time")
+    checks = check(run, failover, say, host_failure)
     if as_json:
         click.echo(json.dumps({"cluster": run.cluster.name, "ok": all(c.ok for c in checks),
                                "checks": [c.as_dict() for c in checks]}, indent=2))
