@@ -7,6 +7,30 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 MOODLE = REPO / "profiles" / "clusters" / "moodle.yaml"
+# the reference file's third votes (settings.db_witness, file_vip, file_witness)
+WITNESS_LINES = ("  db_witness: nas\n", "  file_vip: 10.10.0.45\n", "  file_witness: nas\n")
+
+
+def without_witnesses(text: str) -> str:
+    """The reference file as it was before its witnesses: the plain primary/replica pair
+    whose rules (promotion by hand, keepalived's fence) the unit tests still hold."""
+    for line in WITNESS_LINES:
+        assert line in text, line
+        text = text.replace(line, "")
+    return text
+
+
+def _plain_reference() -> Path:
+    import atexit
+
+    folder = Path(tempfile.mkdtemp(prefix="vmbuild-plain-"))
+    atexit.register(shutil.rmtree, folder, True)
+    path = folder / "moodle.yaml"
+    path.write_text(without_witnesses(MOODLE.read_text()))
+    return path
+
+
+MOODLE_PLAIN = _plain_reference()
 
 SMALL = """\
 name: small

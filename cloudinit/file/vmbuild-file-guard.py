@@ -12,6 +12,9 @@ A standby takes rsync pushes and nothing else. The rules:
   - a primary that cannot write its heartbeat for FENCE_AFTER seconds fences itself: it stops
     pushing and gives the address up (its web servers' writes then wait, they are not lost
     to a split);
+  - a standby counts as a copy only while full pushes to it go through: once per its boot,
+    after it was silent, and every RESYNC_EVERY seconds; a failed one (a broken link) makes it
+    no copy until the next one succeeds;
   - a standby takes over when the primary's heartbeat has been still for DEAD_AFTER seconds,
     if the primary's last heartbeat said this standby had a full copy since its boot ("synced"),
     it holds the witness itself, and no other live standby with a full copy comes first;
@@ -66,12 +69,17 @@ class System:
 
 class FileGuard(Lease):
     RESYNC_AFTER_SILENCE = 10.0    # a standby silent this long may have missed pushes: full push again
+    # and a full push to every standby this often whatever happened: lsyncd retries a push that
+    # failed (a broken link), but a copy counted as full must not rest on that alone. With
+    # nothing changed a push is a listing of both trees.
+    RESYNC_EVERY = 300.0
 
     def __init__(self, conf, witness, system, clock=time.monotonic, say=log, boot=boot_id):
         super().__init__(conf, witness, clock, say)
         self.sys = system
         self.boot = boot()
         self.synced = {}          # standby -> its boot id when the last full push to it succeeded
+        self.pushed_at = {}       # standby -> clock of that push
         self.fenced_note = None
 
     def heartbeat_fields(self):
@@ -123,16 +131,18 @@ class FileGuard(Lease):
             if not hb or hb.get("role") != "standby" or self.silent_for(name) >= self.RESYNC_AFTER_SILENCE:
                 self.synced.pop(name, None)     # gone or silent: a full push when it is back
                 continue
-            if self.synced.get(name) == hb.get("boot"):
+            if self.synced.get(name) == hb.get("boot") and self.clock() - self.pushed_at[name] < self.RESYNC_EVERY:
                 continue
             t0 = self.clock()
             try:
                 self.sys.push(self.members[name]["ip"])
             except Exception as e:
+                # not a copy any more: it takes over only once a push has gone through again
+                self.synced.pop(name, None)
                 self.note = f"full push to {name} failed: {str(e)[:150]}"
                 self.say(self.note)
                 continue
-            self.synced[name] = hb.get("boot")
+            self.synced[name], self.pushed_at[name] = hb.get("boot"), t0
             self.note = ""
             self.say(f"{name} is a full copy of moodledata ({self.clock() - t0:.1f} s)")
         self.beat({"epoch": rec["epoch"], "synced": sorted(self.synced)})
@@ -151,7 +161,8 @@ class FileGuard(Lease):
             self.note = ""
             return
         if self.me not in (last.get("synced") or []) or last.get("epoch") != rec["epoch"]:
-            note = f"{primary} is silent for {silent:.0f} s but never gave this VM a full copy: not taking over"
+            note = (f"{primary} is silent for {silent:.0f} s but had not counted this VM a full copy "
+                    f"(no full push went through lately): not taking over")
             if note.split(":")[0] != self.note.split(":")[0]:
                 self.say(note)
             self.note = note

@@ -6,7 +6,7 @@ import re
 import pytest
 import yaml
 
-from tests.conftest import MOODLE
+from tests.conftest import MOODLE as REFERENCE, MOODLE_PLAIN as MOODLE
 from vmbuilder import access, topology
 from vmbuilder.config import load_cluster
 from vmbuilder.errors import InputError
@@ -547,3 +547,25 @@ def test_the_witness_check_wants_the_primary_named_in_sync_and_every_guard_beati
 
     [check] = db.witness(witnessed(write), G(), "db1")
     assert check.ok is ok and detail in check.detail, check
+
+
+def test_the_reference_file_outlives_a_host_db_and_files_each_have_their_witness():
+    cluster = load_cluster(REFERENCE)
+    for role in ("db", "file"):
+        w = topology.witness(cluster, role)
+        assert w.pool == "nas" and [s[0] for s in w.slots] == [f"{role}1", f"{role}2"]
+        want = desired_host(cluster, cluster.vm(f"{role}1").host, Accel.KVM)
+        d = next(d for d in want.vms if d.vm.name == f"{role}1")
+        disk = [x for x in d.domain.iter("disk") if x.findtext("serial") == "vmb-witness"]
+        assert disk[0].find("source").get("file") == f"/var/lib/libvirt/nas/moodle/{role}-witness.img"
+    assert topology.file_service(cluster).vip == "10.10.0.45"
+    ids = {topology.lvs(cluster).router_id, topology.db_service(cluster).router_id,
+           topology.file_service(cluster).router_id}
+    assert len(ids) == 3                                    # one VRRP router id per address on the LAN
+    files, _ = seed(cluster, "web1")
+    assert "10.10.0.45:/srv/nfs/moodledata /var/moodledata nfs4" in files["/usr/local/sbin/vmbuild-web-setup"]
+    assert "/usr/local/sbin/vmbuild-moodledata-watch" in files
+    files, _ = seed(cluster, "file2")
+    assert "vmbuild-file-guard" in files["/usr/local/sbin/vmbuild-file-setup"]
+    assert 'target = "rsync://vmbuild@10.10.0.41/moodledata/"' in files["/etc/lsyncd/lsyncd.conf.lua"]
+    assert "hosts allow = 10.10.0.41" in files["/etc/rsyncd.conf"]
