@@ -75,6 +75,16 @@ class Probe:
                 "case \"$out\" in *'HTTP 200'*) echo \"$out\" | sed -n 's/^host //p';; "
                 "*) echo \"fail $(echo \"$out\" | tail -n1)\";; esac; done")
 
+    def loop_log(self, g: Guests, wait: int) -> str:
+        """The loop's log once it says "done" (at most WAIT seconds more), else as it is then."""
+        log = ""
+        for _ in range(wait):
+            _, log, _ = g.sh(self.director.vm, f"cat {LOOP_LOG}")
+            if log.rstrip().endswith("done"):
+                break
+            time.sleep(1)
+        return log
+
     def loop_script(self, seconds: float, interval: float = 0.2) -> str:
         """Requests for SECONDS in the background, one '<epoch> ok|fail' line each in LOOP_LOG."""
         body = (f"end=$(( $(date +%s) + {int(seconds)} )); while [ $(date +%s) -lt $end ]; do "

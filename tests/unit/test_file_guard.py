@@ -5,6 +5,7 @@ import importlib.util
 
 import pytest
 
+from tests.unit.guardbed import Broken, Clock, bed, run  # noqa: F401 (bed: a fixture)
 from vmbuilder import paths
 
 spec = importlib.util.spec_from_file_location("fileguard", paths.data_dir("cloudinit") / "file" / "vmbuild-file-guard.py")
@@ -14,12 +15,6 @@ spec.loader.exec_module(guard_mod)
 MEMBERS = {"file1": {"slot": 0, "ip": "10.0.0.41"}, "file2": {"slot": 1, "ip": "10.0.0.42"},
            "file3": {"slot": 2, "ip": "10.0.0.43"}}
 
-
-class Clock:
-    t = 1000.0
-
-    def __call__(self):
-        return self.t
 
 
 class FakeSystem:
@@ -73,26 +68,6 @@ class Node:
             pass
 
 
-class Broken:
-    def read(self, block):
-        raise OSError(5, "Input/output error")
-
-    write = read
-
-
-@pytest.fixture
-def bed(tmp_path):
-    path = tmp_path / "witness.img"
-    path.write_bytes(b"\0" * (1 << 20))
-    return path, Clock()
-
-
-def run(clock, nodes, seconds, every=1.0):
-    end = clock.t + seconds
-    while clock.t < end:
-        for n in nodes:
-            n.step()
-        clock.t += every
 
 
 def two(bed):

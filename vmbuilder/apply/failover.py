@@ -16,7 +16,7 @@ from vmbuilder.apply.context import Note as Say
 from vmbuilder.model import Cluster
 from vmbuilder.render import names
 from vmbuilder.verify.guests import Guests
-from vmbuilder.lvs import LOOP_LOG, Probe, holder, parse_loop
+from vmbuilder.lvs import Probe, holder, parse_loop
 from vmbuilder.check import Check, first_line
 
 LB_WINDOW = 60          # seconds of requests around the director's loss
@@ -68,12 +68,7 @@ def lb_failover(cluster: Cluster, g: Guests, say: Say, admin_password: str | Non
         say(active.vm, f"powered off (the VIP holder); a client in {survivor.vm} keeps requesting")
         _power(g, cluster, active.vm, on=False)
         time.sleep(LB_WINDOW - 5)
-        log = ""
-        for _ in range(20):
-            _, log, _ = g.sh(survivor.vm, f"cat {LOOP_LOG}")
-            if log.rstrip().endswith("done"):
-                break
-            time.sleep(1)
+        log = probe.loop_log(g, 20)
         sent, failed, gap = parse_loop(log)
         moved = [h.vm for h in holder(g, lvs)[0]]
         tail_ok = [l for l in log.splitlines() if l.endswith(" ok") or l.endswith(" fail")][-5:]

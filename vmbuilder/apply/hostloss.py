@@ -22,7 +22,7 @@ from vmbuilder import moodlesite, topology
 from vmbuilder.apply.context import Note as Say
 from vmbuilder.apply.failover import _holds, _power, _wait_back, _writable
 from vmbuilder.check import Check, first_line
-from vmbuilder.lvs import LOOP_LOG, Probe
+from vmbuilder.lvs import Probe
 from vmbuilder.model import Cluster
 from vmbuilder.verify.guests import Guests
 
@@ -111,13 +111,7 @@ def host_failure(cluster: Cluster, g: Guests, say: Say, host: str, admin_passwor
         _, now, _ = g.sh(web, "date +%s.%N")
         cut = float(now.strip())
         time.sleep(WINDOW)
-        log = ""
-        for _ in range(30):
-            _, log, _ = g.sh(director.vm, f"cat {LOOP_LOG}")
-            if log.rstrip().endswith("done"):
-                break
-            time.sleep(1)
-        back, sent, failed = outage(log, cut)
+        back, sent, failed = outage(probe.loop_log(g, 30), cut)
         out.append(Check(f"{name}: the site answers again by itself", back <= SITE_BACK_WITHIN,
                          f"{back:.1f} s without an answer from the cut, {failed} of {sent} requests failed"
                          if back != float("inf") else f"no answer for good within {WINDOW} s of the cut "
