@@ -34,8 +34,10 @@ replica has caught up with a reachable primary).
 """
 import json
 import os
+import select
 import subprocess
 import sys
+import threading
 import time
 
 # the shared part (cloudinit/common/vmbuild_witness.py): where the seed puts it, else beside
@@ -48,14 +50,83 @@ TRACK_FILE = "/var/lib/vmbuild/db-writable"     # keepalived's track file: 0 may
 ROLE_CNF = "/etc/mysql/mariadb.conf.d/61-vmbuild-promotion.cnf"
 
 
-class MariaDB:
-    """The local server, through the root socket."""
+class Client:
+    """One `mariadb` client kept running, its statements on stdin: a client started for each
+    query (twice a second on every db VM) was most of the guard's CPU under emulation. A
+    query that fails or does not answer in time ends that client and the next one starts
+    another. A second thread's query (the watchdog fencing while a step waits on a stuck
+    server) never waits for the first: it gets a client of its own for that query."""
+    END = "vmbuild-guard-end"
+
+    def __init__(self, command):
+        self.command = list(command)
+        self.proc = None
+        self.lock = threading.Lock()
+
+    def close(self):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def _ask(self, query, timeout):
+        if self.proc is None or self.proc.poll() is not None:
+            self.close()
+            self.proc = subprocess.Popen(self.command + ["--unbuffered"], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        query = query.strip().rstrip(";")
+        # a statement ended by \G needs no ";" (an empty statement is an error that ends the client)
+        ender = "\n" if query.endswith("\\G") else ";\n"
+        try:
+            self.proc.stdin.write(f"{query}{ender}SELECT '{self.END}' AS '{self.END}';\n".encode())
+            self.proc.stdin.flush()
+        except OSError:
+            pass    # the client is gone: its stderr says why, below
+        fd, buf, deadline = self.proc.stdout.fileno(), b"", time.monotonic() + timeout
+        marker = f"{self.END}\n".encode()
+        while not (buf == marker or buf.endswith(b"\n" + marker)):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                self.close()
+                raise RuntimeError(f"MariaDB did not answer within {timeout:.0f} s")
+            chunk = os.read(fd, 65536)
+            if not chunk:   # the client ended: an error, or the server went away
+                self.proc.wait(timeout=10)
+                err = self.proc.stderr.read().decode(errors="replace")
+                self.proc = None
+                raise RuntimeError(err.strip()[:300] or "the mariadb client ended")
+            buf += chunk
+        out = buf[:-len(marker)]
+        if "-N" not in self.command and (out == marker or out.endswith(b"\n" + marker)):
+            out = out[:-len(marker)]      # the marker's column name
+        return out.decode(errors="replace")
 
     def sql(self, query, timeout=20):
-        r = subprocess.run(["mariadb", "-N", "-B", "-e", query], capture_output=True, text=True, timeout=timeout)
+        if self.lock.acquire(blocking=False):
+            try:
+                return self._ask(query, timeout)
+            finally:
+                self.lock.release()
+        r = subprocess.run(self.command + ["-e", query], capture_output=True, text=True, timeout=timeout)
         if r.returncode != 0:
             raise RuntimeError((r.stderr or r.stdout).strip()[:300])
         return r.stdout
+
+
+class MariaDB:
+    """The local server, through the root socket: rows without column names for values, and
+    with them for SHOW SLAVE STATUS (its vertical output names each field only then)."""
+
+    def __init__(self, command=("mariadb", "-B")):
+        self.rows = Client(list(command) + ["-N"])
+        self.named = Client(command)
+
+    def close(self):
+        self.rows.close()
+        self.named.close()
+
+    def sql(self, query, timeout=20):
+        return self.rows.sql(query, timeout)
 
     def values(self, query):
         return dict(line.split("\t", 1) for line in self.sql(query).splitlines() if "\t" in line)
@@ -65,10 +136,9 @@ class MariaDB:
 
     def slave(self):
         """SHOW SLAVE STATUS as a dict ({} when this server replicates from nobody)."""
-        r = subprocess.run(["mariadb", "-e", "SHOW SLAVE STATUS\\G"], capture_output=True, text=True, timeout=20)
-        if r.returncode != 0:
-            raise RuntimeError(r.stderr.strip()[:300])
-        return {k.strip(): v.strip() for k, _, v in (l.partition(":") for l in r.stdout.splitlines()[1:]) if k.strip()}
+        out = self.named.sql("SHOW SLAVE STATUS\\G")
+        return {k.strip(): v.strip() for k, _, v in (l.partition(":") for l in out.splitlines()
+                                                     if not l.startswith("*")) if k.strip()}
 
     def semisync(self):
         s = self.values("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_%'")

@@ -73,6 +73,27 @@ def config_script(new_ip: str, dbhost: bool) -> str:
             + (f" && grep -q \"dbhost *= '{new_ip}'\" {LIVE_CONFIG}" if dbhost else ""))
 
 
+def _catch_up(g: Guests, new: str, old: str, pos: str, stall_timeout: float, limit: float = 3600.0,
+              clock=time.monotonic) -> None:
+    """Wait until NEW has applied everything up to POS. A replica rebuilt with an empty data
+    disk replays the primary's whole binlog (Moodle's install: thousands of statements, many
+    minutes under emulation): it is waited for as long as its applied position moves, and
+    given up on after STALL_TIMEOUT seconds without progress (or LIMIT in all)."""
+    started = moved = clock()
+    last = None
+    while True:
+        c, applied, _ = _sql(g, new, f"SELECT MASTER_GTID_WAIT('{pos}', 5)", timeout=30)
+        if c == 0 and applied.strip() == "0":
+            return
+        c, now, _ = _sql(g, new, "SELECT @@gtid_slave_pos", timeout=30)
+        if c == 0 and now.strip() != last:
+            last, moved = now.strip(), clock()
+        if clock() - moved > stall_timeout or clock() - started > limit:
+            raise OperationError(f"{new} has not caught up with {old} (GTID {pos}): applied {last or 'nothing'}, "
+                                 f"no progress for {clock() - moved:.0f}s; {old} is read-only now, "
+                                 f"nothing else changed")
+
+
 def promote(cluster: Cluster, g: Guests, new: str, say: Say, catch_up_timeout: float = 120.0) -> dict:
     old = _observed_primary(cluster, g) or topology.db_primary(cluster)
     service = topology.db_service(cluster)
@@ -95,14 +116,7 @@ def promote(cluster: Cluster, g: Guests, new: str, say: Say, catch_up_timeout: f
             result["old_reachable"] = True
             pos = pos.strip()
             say(old.name, "read-only", f"writes stopped at GTID {pos or '(none)'}")
-            started = time.monotonic()
-            while True:
-                c, applied, _ = _sql(g, new, f"SELECT MASTER_GTID_WAIT('{pos}', 5)", timeout=30)
-                if c == 0 and applied.strip() == "0":
-                    break
-                if time.monotonic() - started > catch_up_timeout:
-                    raise OperationError(f"{new} has not caught up with {old.name} (GTID {pos}) after "
-                                         f"{catch_up_timeout:.0f}s; {old.name} is read-only now, nothing else changed")
+            _catch_up(g, new, old.name, pos, catch_up_timeout)
             say(new, "caught up", f"applied everything up to {pos or '(none)'}")
         else:
             _, status, _ = g.sh(new, "mariadb -e 'SHOW SLAVE STATUS\\G' | grep -E 'Gtid_IO_Pos|Slave_IO_Running'")
