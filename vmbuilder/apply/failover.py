@@ -14,27 +14,13 @@ import time
 from vmbuilder import moodlesite, topology
 from vmbuilder.apply.context import Note as Say
 from vmbuilder.model import Cluster
-from vmbuilder.render import names
 from vmbuilder.verify.guests import Guests
 from vmbuilder.lvs import Probe, holder, parse_loop
 from vmbuilder.check import Check, first_line
+from vmbuilder.apply.rehearse import holds, power, wait_back, writable
 
 LB_WINDOW = 60          # seconds of requests around the director's loss
 RECONNECT_WITHIN = 60   # a replica retries every 5 s and detects a dead link within 15 s
-
-
-def _power(g: Guests, cluster: Cluster, vm: str, on: bool) -> None:
-    hv, libname = g.hv(vm), names.domain(cluster, cluster.vm(vm))
-    if on and not hv.domain_active(libname):
-        hv.start_domain(libname)
-    elif not on and hv.domain_active(libname):
-        # a hard power-off on purpose: the failure being rehearsed is a crash or a dead host
-        hv.force_off(libname)
-
-
-def _wait_back(g: Guests, vm: str, timeout: float) -> bool:
-    """Booted to the end: cloud-init's last stage of this boot has written its result."""
-    return g.until(vm, "test -s /run/cloud-init/result.json", timeout, 3)
 
 
 def lb_failover(cluster: Cluster, g: Guests, say: Say, admin_password: str | None = None) -> list[Check]:
@@ -66,7 +52,7 @@ def lb_failover(cluster: Cluster, g: Guests, say: Say, admin_password: str | Non
             return [Check("failover: VIP moves to the other director", False, f"test client: {first_line(err)}")]
         time.sleep(5)
         say(active.vm, f"powered off (the VIP holder); a client in {survivor.vm} keeps requesting")
-        _power(g, cluster, active.vm, on=False)
+        power(g, cluster, active.vm, on=False)
         time.sleep(LB_WINDOW - 5)
         log = probe.loop_log(g, 20)
         sent, failed, gap = parse_loop(log)
@@ -87,7 +73,7 @@ def lb_failover(cluster: Cluster, g: Guests, say: Say, admin_password: str | Non
     finally:
         g.sh(survivor.vm, probe.teardown_script() + f"\nrm -rf {moodlesite.JAR}")
         say(active.vm, "started again; it rejoins as the backup director")
-        _power(g, cluster, active.vm, on=True)
+        power(g, cluster, active.vm, on=True)
     return out
 
 
@@ -96,7 +82,7 @@ def director_back(cluster: Cluster, g: Guests) -> list[Check]:
     lvs = topology.lvs(cluster)
     out = []
     for d in (lvs.directors if lvs and len(lvs.directors) > 1 else ()):
-        back = _wait_back(g, d.vm, 400)
+        back = wait_back(g, d.vm, 400)
         out.append(Check(f"failover: {d.vm} is up", back, "booted, cloud-init done" if back else "not booted after 400s"))
     return out
 
@@ -107,39 +93,29 @@ def run_failover(cluster: Cluster, g: Guests, say: Say, admin_password: str | No
             + director_back(cluster, g))
 
 
-def _writable(g: Guests, vm: str) -> bool:
-    code, ro, _ = g.sh(vm, "mariadb -N -e 'SELECT @@read_only'", timeout=20)
-    return code == 0 and ro.strip() == "0"
-
-
-def _holds(g: Guests, vm: str, address: str) -> bool:
-    code, out, _ = g.sh(vm, f"ip -4 -o addr show to {address}/32", timeout=20)
-    return code == 0 and bool(out.strip())
-
-
 def db_takeover(cluster: Cluster, g: Guests, say: Say) -> list[Check]:
     """With a witness (settings.db_witness): the primary powered off, the replica takes over
     by itself; the old primary, started again, stays read-only and leaves the address alone."""
     dbs = [v.name for v in topology.role_vms(cluster, "db")]
-    writable = [vm for vm in dbs if _writable(g, vm)]
-    if len(writable) != 1:
+    open_now = [vm for vm in dbs if writable(g, vm)]
+    if len(open_now) != 1:
         return [Check("failover: a replica takes over the DB by itself", False,
-                      f"writable before the test: {', '.join(writable) or 'none'} (one expected)")]
-    primary = writable[0]
+                      f"writable before the test: {', '.join(open_now) or 'none'} (one expected)")]
+    primary = open_now[0]
     others = [vm for vm in dbs if vm != primary]
     replica = others[0]   # until one of them takes over: with three or more, the one that received most
     service = topology.db_service(cluster)
     web = next((v.name for v in topology.role_vms(cluster, "web")), None)
     say(primary, "powered off (the DB primary); a replica's guard takes over once its heartbeat stops")
     cut = time.monotonic()
-    _power(g, cluster, primary, on=False)
+    power(g, cluster, primary, on=False)
     took = {}
     while time.monotonic() - cut < 180 and len(took) < (3 if service and web else 1):
         if "writable" not in took:
-            replica = next((vm for vm in others if _writable(g, vm)), replica)
-            if _writable(g, replica):
+            replica = next((vm for vm in others if writable(g, vm)), replica)
+            if writable(g, replica):
                 took["writable"] = time.monotonic() - cut
-        if service and "address" not in took and "writable" in took and _holds(g, replica, service.vip):
+        if service and "address" not in took and "writable" in took and holds(g, replica, service.vip):
             took["address"] = time.monotonic() - cut
         if service and web and "web" not in took and "address" in took:
             code, res, _ = g.sh(web, "mariadb --defaults-extra-file=/etc/vmbuild/moodle-db.cnf -N -e "
@@ -153,20 +129,20 @@ def db_takeover(cluster: Cluster, g: Guests, say: Say) -> list[Check]:
     out = [Check(f"failover: {replica} takes over from {primary} by itself (the witness)",
                  len(took) == (3 if service and web else 1), (detail or "nothing") + " of the power cut")]
     say(primary, "started again; it finds the witness naming " + replica + " and stays read-only")
-    _power(g, cluster, primary, on=True)
+    power(g, cluster, primary, on=True)
     up_again = g.until(primary, "mariadb -N -e 'SELECT 1'", 400, 2)
     fenced = False
     if up_again:
         time.sleep(15)   # past its guard's first steps and keepalived's election
-        fenced = not _writable(g, primary) and (service is None or (not _holds(g, primary, service.vip)
-                                                                      and _holds(g, replica, service.vip)))
+        fenced = not writable(g, primary) and (service is None or (not holds(g, primary, service.vip)
+                                                                      and holds(g, replica, service.vip)))
     out.append(Check(f"failover: {primary} came back read-only and left the DB to {replica}", fenced,
                      (f"read-only, {replica} holds the address; to make {primary} a replica again: set "
                       f"settings.db_primary: {replica} in {cluster.source}, then `vmbuild rebuild "
                       f"{cluster.source} --vm {primary} --wipe-data`") if fenced else
                      f"{primary}'s MariaDB did not answer within 400 s" if not up_again else
                      f"{primary} writable or holding the address"))
-    booted = _wait_back(g, primary, 400)
+    booted = wait_back(g, primary, 400)
     out.append(Check(f"failover: {primary} is up", booted, "booted, cloud-init done" if booted else "not booted after 400s"))
     return out
 
@@ -179,7 +155,7 @@ def db_failover(cluster: Cluster, g: Guests, say: Say) -> list[Check]:
         return []
     replica = replicas[0].name
     say(primary.name, "powered off (the DB primary)")
-    _power(g, cluster, primary.name, on=False)
+    power(g, cluster, primary.name, on=False)
     try:
         status, started = {}, time.monotonic()
         while time.monotonic() - started < 90:
@@ -197,7 +173,7 @@ def db_failover(cluster: Cluster, g: Guests, say: Say) -> list[Check]:
                      f"vmbuild db promote {cluster.source} {replica}")]
     finally:
         say(primary.name, "started again; the replica reconnects to it")
-        _power(g, cluster, primary.name, on=True)
+        power(g, cluster, primary.name, on=True)
     # the clock starts when the primary's MariaDB answers again, not at power-on: how long the
     # old primary takes to boot is the host's business, how long the replica takes to notice
     # it is back is ours
@@ -215,7 +191,7 @@ def db_failover(cluster: Cluster, g: Guests, say: Say) -> list[Check]:
                      f"IO and SQL running {seconds:.0f}s after {primary.name}'s MariaDB answered" if back else
                      f"not {RECONNECT_WITHIN}s after {primary.name}'s MariaDB answered" if up_again else
                      f"{primary.name}'s MariaDB did not answer within 400s of its start"))
-    booted = _wait_back(g, primary.name, 400)
+    booted = wait_back(g, primary.name, 400)
     out.append(Check(f"failover: {primary.name} is up", booted, "booted, cloud-init done" if booted else "not booted after 400s"))
     return out
 

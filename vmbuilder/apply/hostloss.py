@@ -20,7 +20,7 @@ import time
 
 from vmbuilder import moodlesite, topology
 from vmbuilder.apply.context import Note as Say
-from vmbuilder.apply.failover import _holds, _power, _wait_back, _writable
+from vmbuilder.apply.rehearse import holds, power, wait_back, writable
 from vmbuilder.check import Check, first_line
 from vmbuilder.lvs import Probe
 from vmbuilder.model import Cluster
@@ -103,7 +103,7 @@ def host_failure(cluster: Cluster, g: Guests, say: Say, host: str, admin_passwor
         time.sleep(10)   # some acknowledged rows and files before the cut
         say(host, f"power cut: {', '.join(victims)} destroyed at once; a client in {director.vm} keeps "
                   f"requesting, {web} keeps writing")
-        cutters = [threading.Thread(target=_power, args=(g, cluster, vm, False)) for vm in victims]
+        cutters = [threading.Thread(target=power, args=(g, cluster, vm, False)) for vm in victims]
         for t in cutters:
             t.start()
         for t in cutters:
@@ -129,7 +129,7 @@ def host_failure(cluster: Cluster, g: Guests, say: Say, host: str, admin_passwor
                   f"--defaults-extra-file=/etc/vmbuild/moodle-db.cnf -e 'DROP TABLE IF EXISTS {TABLE}'", timeout=60)
         say(host, "power back: its VMs start again")
         for vm in victims:
-            _power(g, cluster, vm, on=True)
+            power(g, cluster, vm, on=True)
     return out + _came_back(cluster, g, victims)
 
 
@@ -163,7 +163,7 @@ def _came_back(cluster: Cluster, g: Guests, victims: list[str]) -> list[Check]:
     """The host's VMs booted again; the old primaries among them stand by."""
     out = []
     for vm in victims:
-        booted = _wait_back(g, vm, 600)
+        booted = wait_back(g, vm, 600)
         out.append(Check(f"host failure: {vm} is up again", booted, "booted, cloud-init done" if booted else
                          "not booted 600 s after the power came back"))
     time.sleep(15)   # past the guards' first steps and keepalived's elections
@@ -171,12 +171,12 @@ def _came_back(cluster: Cluster, g: Guests, victims: list[str]) -> list[Check]:
     for vm in victims:
         role = cluster.vm(vm).role
         if role == "db" and topology.db_witness(cluster) is not None:
-            stands = not _writable(g, vm) and not (db_service and _holds(g, vm, db_service.vip))
+            stands = not writable(g, vm) and not (db_service and holds(g, vm, db_service.vip))
             out.append(Check(f"host failure: {vm} came back read-only, not holding the DB address", stands,
                              "read-only" if stands else "writable or holding the address: two primaries"))
         if role == "file" and file_service is not None:
             code, active, _ = g.sh(vm, "systemctl is-active lsyncd", timeout=30)
-            stands = active.strip() != "active" and not _holds(g, vm, file_service.vip)
+            stands = active.strip() != "active" and not holds(g, vm, file_service.vip)
             out.append(Check(f"host failure: {vm} came back a standby (not pushing, not holding the address)", stands,
                              "standby" if stands else "pushes or holds moodledata's address"))
     return out
