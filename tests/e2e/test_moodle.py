@@ -2,14 +2,16 @@
 qemu+ssh (`lab start --ssh`), end to end:
 8 VMs up with Moodle installed from the shared release tarball (plus a small plugin of the
 test's own), `verify` passes every check (the admin logs in through the VIP, sessions in the
-database, files on NFS, cron), a rolling `update --role web` to a new tarball with a real
-upgrade and no failed request from a client inside the lab, `verify --host-failure hv1`
+database, files on NFS, cron), a rolling `update --role web` to a new tarball (its code
+volume swapped in by a restart of each web server, no rebuild) with a real upgrade and no
+failed request from a client inside the lab, `verify --host-failure hv1`
 (hv1's power cut with a logged-in client and a writer: the witnesses move the DB and moodledata
 to hv2 with no person acting), the old primary rebuilt as a replica, `db promote` back.
 
 The client is the lab's own switch namespace (the LAN between the lab hosts) with an address
 on the front network: requests take the real path, client -> director -> web server -> client.
 """
+import hashlib
 import json
 import subprocess
 import time
@@ -163,6 +165,8 @@ def test_rolling_update_to_new_code_upgrades_moodle_and_fails_no_request(lab, tm
     new code, put back, under maintenance mode; then upgrade.php once. A client through the VIP
     sees only Moodle's pages or its maintenance page all along."""
     before = domain_ids(lab)
+    for web in ("web1", "web2"):      # on each root disk: still there after, no rebuild
+        assert lab.sh(web, "touch /root/before-update")[0] == 0
     text = Path(lab.path).read_text()
     Path(lab.path).write_text(text.replace(str(tarballs[0]), str(tarballs[1])))
     client = Client(lab, tmp_path / "client.log")
@@ -178,7 +182,10 @@ def test_rolling_update_to_new_code_upgrades_moodle_and_fails_no_request(lab, tm
     assert code == 0, out
     steps = [(s["vm"], s["step"]) for s in json.loads(out[out.index("{"):])["steps"]]
     for web in ("web1", "web2"):
-        assert steps.index((web, "drain")) < steps.index((web, "rebuild")) < steps.index((web, "restore"))
+        # the new code is a new volume in the same place: a restart swaps it in, no rebuild
+        assert steps.index((web, "drain")) < steps.index((web, "restart")) < steps.index((web, "restore")), steps
+        code, res, _ = lab.sh(web, "test -f /root/before-update && cat /srv/vmbuild-code/.vmbuild-code")
+        assert code == 0 and res.strip() == hashlib.sha256(tarballs[1].read_bytes()).hexdigest(), (web, res)
     counts = {k: sum(1 for l in lines if l[0] == k) for k in ("moodle", "maintenance", "fail")}
     with capsys.disabled():   # the counts belong in CI's output, pass or fail
         print(f"\nclient through the VIP during the update: {len(lines)} requests, {counts}")

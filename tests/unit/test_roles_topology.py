@@ -219,7 +219,7 @@ def test_parse_loop_counts_and_gap():
 def test_moodle_source_and_site(write, tmp_path):
     cluster = load_cluster(MOODLE)
     files, _ = seed(cluster, "web1")
-    assert "WANT=none" in files["/usr/local/sbin/vmbuild-moodle-code"]
+    assert "Moodle's code is not installed" in files["/usr/local/sbin/vmbuild-moodle-code"]
     assert "DocumentRoot /var/www/moodle" in files["/etc/apache2/sites-available/moodle.conf"]
     # a URL needs its sha256; a path here is hashed when the file is read
     with pytest.raises(InputError, match="settings.moodle.sha256: a downloaded Moodle tarball needs its sha256"):
@@ -227,7 +227,9 @@ def test_moodle_source_and_site(write, tmp_path):
     sha = "ab" * 32
     url = load_cluster(moodle_with(write, "source: none", f"source: https://download.example/m.tgz\n    sha256: {sha}"))
     files, _ = seed(url, "web1")
-    assert f"WANT={sha}" in files["/usr/local/sbin/vmbuild-moodle-code"]
+    # the seed names no version (the volume does: new code is a restart, not a rebuild)
+    assert sha not in files["/usr/local/sbin/vmbuild-moodle-code"]
+    assert "LABEL=VMBCODE /srv/vmbuild-code" in files["/usr/local/sbin/vmbuild-moodle-code"]
     tarball = tmp_path / "moodle.tgz"
     tarball.write_bytes(b"not really a tarball")
     local = load_cluster(moodle_with(write, "source: none", f"source: {tarball}"))

@@ -151,3 +151,41 @@ def test_web_servers_get_the_site_volume_and_a_seed_that_imports_it(tmp_path):
     assert order == sorted(order)
     assert "set_config('siteidentifier'" in files["/usr/local/lib/vmbuild/moodle-own-site.php"]
     assert "/srv/vmbuild-code/extras/site.sql.gz" in files["/usr/local/sbin/vmbuild-moodle-code"]
+
+
+def test_new_code_is_a_new_volume_in_the_same_seed_a_restart_not_a_rebuild(tmp_path):
+    """A new tarball changes the web servers' definitions (their code volume) and nothing
+    else: their seeds stay, so `up`/`update` restart them on their root disks; no other VM of
+    the cluster changes at all."""
+    from vmbuilder import ownership
+
+    def marks(cluster):
+        return {d.vm.name: (ownership.read(d.domain), sources_of(d)) for h in ("hv1", "hv2")
+                for d in desired_host(cluster, h, Accel.TCG).vms}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    old = _cluster(tmp_path / "a")
+    tgz = tmp_path / "b" / "moodle.tgz"
+    _tarball(tgz, ("moodle/lib/new.php", b"<?php // the new release\n"))
+    path = tmp_path / "b" / "moodle.yaml"
+    path.write_text(MOODLE.read_text().replace("source: none", f"source: {tgz}"))
+    new = load_cluster(str(path))
+    before, after = marks(old), marks(new)
+    assert web.code(old).volume_key != web.code(new).volume_key
+    for vm in before:
+        (b, b_src), (a, a_src) = before[vm], after[vm]
+        assert b.seed == a.seed, vm                      # no new seed: no rebuild
+        if vm.startswith("web"):
+            assert b.spec != a.spec, vm                  # a new definition: a restart
+            assert [s for s in a_src if s not in b_src] == [
+                s for s in a_src if s.endswith(f"code-{web.code(new).volume_key[:16]}.img")], (b_src, a_src)
+        else:
+            assert b.spec == a.spec, vm
+
+
+def test_the_code_volume_says_which_tarball_it_holds(tmp_path, monkeypatch):
+    monkeypatch.setenv("VMBUILD_CACHE", str(tmp_path / "cache"))
+    tgz = tmp_path / "moodle.tgz"
+    sha = _tarball(tgz)
+    image = code_volume("moodle", str(tgz), sha, "VMBCODE")
+    assert _debugfs(image, "cat /.vmbuild-code").strip() == sha

@@ -16,7 +16,8 @@ from typing import Callable
 from vmbuilder import moodlesite, topology
 from vmbuilder.apply.context import Progress as Say, Run
 from vmbuilder.apply.lock import cluster_lock
-from vmbuilder.apply.up import inputs_of, rebuild_locked
+from vmbuilder.apply.plan import Kind
+from vmbuilder.apply.up import converge_locked, inputs_of, plan, rebuild_locked
 from vmbuilder.errors import InputError, OperationError, Problem
 from vmbuilder.topology import Lvs, Member
 from vmbuilder.verify.guests import Guests
@@ -109,9 +110,10 @@ def leave_maintenance(g: Guests, webs: list[str], site_host: str | None) -> None
         set_gate(g, webs, closed=False)
 
 
-def rolling_update(g: Guests, lvs: Lvs | None, webs: list[str], rebuild: Callable[[str], None], say: Say,
+def rolling_update(g: Guests, lvs: Lvs | None, webs: list[str], apply: Callable[[str], None], say: Say,
                    site_host: str | None = None) -> dict:
-    """Update WEBS one by one; REBUILD(vm) recreates one VM and returns when it is ready.
+    """Update WEBS one by one; APPLY(vm) gives one VM what the file says now (a restart with
+    its new code volume, or a rebuild when its seed changed) and returns when it is ready.
     SITE_HOST: the name Moodle answers by (its wwwroot's), to see it out of maintenance."""
     members = {m.vm: m for m in (lvs.real_servers if lvs else ())}
     moodle = moodle_installed(g, webs[0])
@@ -128,7 +130,7 @@ def rolling_update(g: Guests, lvs: Lvs | None, webs: list[str], rebuild: Callabl
             wait_idle(g, lvs, rs)
         else:
             say(vm, "drain", "not behind the directors (no address on the VIP's network)")
-        rebuild(vm)
+        apply(vm)
         waited = wait_healthy(g, vm, lvs.port if lvs else 80)
         say(vm, "health", f"health page answers (after {waited:.0f}s)")
         if rs:
@@ -156,14 +158,28 @@ def update(run: Run, role: str) -> tuple[dict, list[dict]]:
         steps.append({"vm": vm, "step": step, "detail": detail})
         run.report(cluster.vm(vm).host, vm, step, detail)
 
-    def rebuild(vm: str) -> None:
-        say(vm, "rebuild", "from its profile")
-        result = rebuild_locked(replace(run, options=replace(run.options, rebuild=frozenset({vm}))), inputs)
+    def apply(vm: str) -> None:
+        host = cluster.vm(vm).host
+        changes = plan(run).get(host, [])
+        if isinstance(changes, Exception):
+            raise OperationError(f"{vm}: cannot plan its update on {host}: {changes}; it stays drained, "
+                                 f"the other web servers serve")
+        change = next((c for c in changes if c.kind == Kind.DOMAIN and c.name == vm), None)
+        if change is None:
+            # nothing of it changed in the file: rebuilt from its profile, as a person asking
+            # for an update of an unchanged role means
+            say(vm, "rebuild", "unchanged in the file: rebuilt from its profile")
+            result = rebuild_locked(replace(run, options=replace(run.options, rebuild=frozenset({vm}))), inputs)
+        else:
+            # a new code volume changes the definition alone: a restart swaps it in (seconds of
+            # shutdown and a boot), no fresh root disk and no cloud-init run again
+            say(vm, str(change.action), change.detail)
+            result = converge_locked(run, frozenset({vm}), inputs)
         problems = [f"{r.host}: {r.error}" for r in result.reports if r.error] + [
             f"{name}: {rd.problem or '; '.join(rd.errors) or 'not ready'}" for r in result.reports
             for name, rd in r.ready.items() if not rd.ready or rd.errors or rd.problem]
         if problems:
-            raise OperationError(f"{vm}: rebuild failed ({'; '.join(problems)[:300]}); it stays drained, "
+            raise OperationError(f"{vm}: update failed ({'; '.join(problems)[:300]}); it stays drained, "
                                  f"the other web servers serve")
 
     with cluster_lock(cluster, "update", run.targets):
@@ -172,5 +188,5 @@ def update(run: Run, role: str) -> tuple[dict, list[dict]]:
         inputs = inputs_of(run)
         with Guests(cluster, {h: t.uri for h, t in run.targets.items()}) as g:
             site = moodlesite.site(cluster)
-            timings = rolling_update(g, topology.lvs(cluster), vms, rebuild, say, site.host if site else None)
+            timings = rolling_update(g, topology.lvs(cluster), vms, apply, say, site.host if site else None)
     return timings, steps

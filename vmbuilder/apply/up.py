@@ -118,9 +118,15 @@ def rebuild(run: Run) -> UpResult:
 
 
 def rebuild_locked(run: Run, inputs: Inputs | None = None) -> UpResult:
-    """`rebuild` for a caller that holds the cluster lock already (a rolling update, which
-    passes the INPUTS it made once, before its first VM went out of service)."""
-    chosen = run.options.rebuild
+    """`rebuild` for a caller that holds the cluster lock already."""
+    return converge_locked(run, run.options.rebuild, inputs)
+
+
+def converge_locked(run: Run, chosen: frozenset[str], inputs: Inputs | None = None) -> UpResult:
+    """`up` for the CHOSEN VMs alone (and those of the run's `rebuild` among them recreated),
+    for a caller that holds the cluster lock already: a rolling update, which passes the
+    INPUTS it made once, before its first VM went out of service. A VM whose definition
+    changed (a new code volume) is restarted, one whose seed changed is rebuilt."""
     refuse_on_problems(preflight(run), False)
     drift.refuse_second_primary(run, set(chosen))
     inputs = inputs or inputs_of(run)

@@ -8,8 +8,10 @@ import click
 from vmbuilder.cli.common import complete_vms, json_option, lab_option, open_run
 
 EXAMPLES_UPDATE = """\b
-Each web server in turn: drained at the LVS directors, rebuilt from its profile,
-health-checked, put back. Moodle's maintenance mode brackets it when Moodle is installed.
+Each web server in turn: drained at the LVS directors, given what the file says now (a new
+Moodle tarball: its code volume swapped in by a restart; a changed seed: a rebuild;
+unchanged: rebuilt from its profile), health-checked, put back. Moodle's maintenance mode
+brackets it when Moodle is installed.
 Examples:
   vmbuild update moodle.yaml --role web
   vmbuild update profiles/clusters/moodle.yaml --lab --role web --json

@@ -21,6 +21,7 @@ from vmbuilder.image.cachelock import one_builder
 from vmbuilder.image.download import fetch
 
 BLOCK = 4096
+MARK = ".vmbuild-code"
 INODE = 256
 
 
@@ -58,6 +59,9 @@ def code_volume(name: str, source: str, sha256: str, label: str, say: Callable[[
             tree = Path(scratch) / "tree"
             (tree / "code").mkdir(parents=True)
             _unpack(name, local, tree / "code")
+            # the version it holds, for the guests to say which code they serve (their seeds
+            # name none: a new version is a volume swapped in the same place)
+            (tree / MARK).write_text(sha256 + "\n")
             (tree / "extras").mkdir()
             for rel, path in sorted(more.items()):
                 shutil.copyfile(path, tree / "extras" / rel)

@@ -133,9 +133,10 @@ def _context(cluster: Cluster, vm: VM, secrets: Mapping[str, Any], facts: Cluste
 
 
 def _code(cluster: Cluster, vm: VM) -> dict | None:
-    """The code volume the VM gets (its identity is in the seed: new code, new seed)."""
+    """The code volume the VM gets. Its version is not in the seed (the volume carries it): new
+    code is a new volume in the same place, swapped by a restart, not a new seed and a rebuild."""
     code = roles.code_for(cluster, vm.role)
-    return None if code is None else {"name": code.name, "sha256": code.sha256, "label": code.label}
+    return None if code is None else {"name": code.name, "label": code.label}
 
 
 def _time_context(cluster: Cluster, vm: VM) -> dict:
