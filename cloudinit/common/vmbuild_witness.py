@@ -63,6 +63,13 @@ class Lease:
     HEARTBEAT = 1.0
     FENCE_AFTER = 6.0       # the primary fences itself after this long without a heartbeat written
     DEAD_AFTER = 15.0       # a standby takes over after this long without the primary's heartbeat moving
+    # ... once it has seen that heartbeat move since it started. A guard just started (its VM
+    # booting) that has not, gives the primary this long to boot first: after both hosts lose
+    # power, the primary's VM may boot minutes after the standby's, and a standby that took
+    # over then would lose the primary's last unpushed files for nothing (corosync's
+    # wait_for_all, in the small). A primary that died while the standby booted is taken over
+    # from this long after the standby's start.
+    BOOT_GRACE = 240.0
 
     def __init__(self, conf, witness, clock=time.monotonic, say=log):
         self.conf, self.disk, self.clock, self.say = conf, witness, clock, say
@@ -71,6 +78,8 @@ class Lease:
         self.counter = 0
         self.last_written = None                     # clock of the last heartbeat that reached the disk
         self.seen = {}                                # peer -> (counter, clock when it last moved)
+        self.moved = set()                            # peers whose heartbeat moved since this guard started
+        self.started = clock()
         self.role = "starting"
         self.note = ""
         self.extra = {}
@@ -108,11 +117,20 @@ class Lease:
             out[name] = hb
             n = hb.get("n") if hb else None
             if name not in self.seen or self.seen[name][0] != n:
+                if name in self.seen:
+                    self.moved.add(name)
                 self.seen[name] = (n, now)
         return out
 
     def silent_for(self, name):
         return self.clock() - self.seen[name][1] if name in self.seen else 0.0
+
+    def dead(self, name):
+        """NAME's heartbeat has been still for DEAD_AFTER, and this guard saw it move since it
+        started or has waited BOOT_GRACE for it to (see BOOT_GRACE)."""
+        if name not in self.moved and self.clock() - self.started < self.BOOT_GRACE:
+            return False
+        return self.silent_for(name) >= self.DEAD_AFTER
 
     def holds_witness(self):
         return self.last_written is not None and self.clock() - self.last_written < self.FENCE_AFTER
@@ -177,7 +195,7 @@ def serve(conf, make_guard, argv):
         print(json.dumps(claim(disk, conf), sort_keys=True))
         return 0
     guard = make_guard(conf, disk)
-    for key in ("HEARTBEAT", "FENCE_AFTER", "DEAD_AFTER"):
+    for key in ("HEARTBEAT", "FENCE_AFTER", "DEAD_AFTER", "BOOT_GRACE"):
         if key.lower() in conf:
             setattr(guard, key, float(conf[key.lower()]))
     stop = threading.Event()

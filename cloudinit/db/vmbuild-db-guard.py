@@ -304,8 +304,9 @@ class Guard(Lease):
         silent = self.silent_for(primary)
         if silent < self.DEAD_AFTER:
             self.unstall(s, got, (last or {}).get("gtid"))
-        if silent < self.DEAD_AFTER or not self.holds_witness():
-            self.note = ""
+        if not self.dead(primary) or not self.holds_witness():
+            self.note = "" if primary in self.moved or silent < self.DEAD_AFTER else \
+                f"{primary} has not beaten since this VM started: waiting up to {self.BOOT_GRACE:.0f} s for it to boot"
             return
         if not (last and last.get("sync") and last.get("epoch") == rec["epoch"]):
             note = (f"{primary} is silent for {silent:.0f} s but was asynchronous: not promoting "

@@ -157,8 +157,9 @@ class FileGuard(Lease):
         last = peers.get(primary) or {}
         self.beat({"epoch": rec["epoch"], "of": primary})
         silent = self.silent_for(primary)
-        if primary not in self.members or silent < self.DEAD_AFTER or not self.holds_witness():
-            self.note = ""
+        if primary not in self.members or not self.dead(primary) or not self.holds_witness():
+            self.note = "" if primary in self.moved or silent < self.DEAD_AFTER else \
+                f"{primary} has not beaten since this VM started: waiting up to {self.BOOT_GRACE:.0f} s for it to boot"
             return
         if self.me not in (last.get("synced") or []) or last.get("epoch") != rec["epoch"]:
             note = (f"{primary} is silent for {silent:.0f} s but had not counted this VM a full copy "

@@ -281,3 +281,32 @@ def test_a_stalled_replication_is_reconnected_while_the_primary_lives(bed):
     run(clock, [db1, db2], 60)
     assert "STOP SLAVE IO_THREAD; START SLAVE IO_THREAD" not in db2.db.log[n:]
     assert db2.db.ro is True and db1.disk.read(0)["primary"] == "db1"
+
+
+def test_after_both_hosts_lose_power_the_primary_that_boots_later_keeps_its_role(bed):
+    """The power outage: the replica's VM boots first, the primary's 100 s later. The replica
+    has never seen the primary's heartbeat move since it started: it waits BOOT_GRACE for it
+    to boot instead of taking over from a primary that was only slower to boot."""
+    path, clock, db1, db2 = two(bed)
+    run(clock, [db1, db2], 3)
+    # power back: new guards (new processes) on the same witness; db1 boots 100 s later
+    db2 = Node("db2", path, clock, FakeDB(primary="db1"))
+    run(clock, [db2], 100)
+    assert db2.g.role == "replica" and db2.db.ro is True and db2.disk.read(0)["primary"] == "db1"
+    assert "waiting up to" in db2.g.note
+    db1 = Node("db1", path, clock, FakeDB())
+    run(clock, [db1, db2], 60)
+    assert db1.db.ro is False and db1.g.role == "primary" and db2.g.role == "replica"
+    assert db2.disk.read(0)["epoch"] == 1
+
+
+def test_a_primary_that_never_comes_back_is_taken_over_from_after_the_boot_grace(bed):
+    path, clock, db1, db2 = two(bed)
+    run(clock, [db1, db2], 3)
+    db2 = Node("db2", path, clock, FakeDB(primary="db1"))
+    started = clock.t
+    run(clock, [db2], guard_mod.Guard.BOOT_GRACE - 5)
+    assert db2.g.role == "replica", "took over within the boot grace"
+    run(clock, [db2], 10)
+    assert db2.g.role == "primary" and db2.disk.read(0)["primary"] == "db2"
+    assert clock.t - started <= guard_mod.Guard.BOOT_GRACE + 6

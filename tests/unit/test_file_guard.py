@@ -190,3 +190,28 @@ def test_a_standby_is_pushed_again_every_resync_and_is_no_copy_while_pushes_fail
     assert f1.g.disk.read(1)["synced"] == []                        # file2 may lack files now
     run(clock, [f2], 30)                                            # and file1's host dies then
     assert f2.g.record()["primary"] == "file1" and "had not counted this VM a full copy" in f2.g.note
+
+
+def test_after_both_hosts_lose_power_the_primary_that_boots_later_keeps_moodledata(bed):
+    """file2, a full copy, boots 100 s before file1 (the primary): it waits for file1 to boot
+    (BOOT_GRACE) instead of taking over and losing file1's last unpushed files for nothing."""
+    path, clock, f1, f2 = two(bed)
+    run(clock, [f1, f2], 5)
+    assert "file2" in f2.g.disk.read(1)["synced"]
+    f2 = Node("file2", path, clock)
+    run(clock, [f2], 100)
+    assert f2.g.record()["primary"] == "file1" and f2.sys.takes_pushes()
+    assert "waiting up to" in f2.g.note
+    f1 = Node("file1", path, clock)
+    run(clock, [f1, f2], 30)
+    assert f1.sys.pushes() and f2.sys.takes_pushes() and f1.g.record()["epoch"] == 1
+
+
+def test_a_files_primary_that_never_boots_is_taken_over_from_after_the_boot_grace(bed):
+    path, clock, f1, f2 = two(bed)
+    run(clock, [f1, f2], 5)
+    f2 = Node("file2", path, clock)
+    run(clock, [f2], guard_mod.FileGuard.BOOT_GRACE - 5)
+    assert f2.g.record()["primary"] == "file1"
+    run(clock, [f2], 10)
+    assert f2.g.record()["primary"] == "file2" and f2.sys.pushes()
