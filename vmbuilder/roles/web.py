@@ -16,6 +16,11 @@ RANK = 3
 LANE = "lvs"
 
 
+# what a code volume holds, numbered: a volume made by an older vmbuild (cached here, or on a
+# host's pool) is never taken for one of today's. 2: the tarball's sha256 in /.vmbuild-code.
+VOLUME_LAYOUT = 2
+
+
 @dataclass(frozen=True)
 class Code:
     """An application's code the role's VMs install from a read-only volume vmbuild makes
@@ -29,10 +34,10 @@ class Code:
 
     @property
     def volume_key(self) -> str:
-        """What names the code's volume: the tarball, and the prebuilt site when there is one."""
-        if self.site is None:
-            return self.sha256
-        return hashlib.sha256(f"{self.sha256}/{self.site.key(self.sha256)}".encode()).hexdigest()
+        """What names the code's volume: its layout, the tarball, and the prebuilt site when
+        there is one."""
+        parts = [f"layout-{VOLUME_LAYOUT}", self.sha256] + ([self.site.key(self.sha256)] if self.site else [])
+        return hashlib.sha256("/".join(parts).encode()).hexdigest()
 
 
 def code(cluster: Cluster) -> Code | None:
