@@ -21,19 +21,48 @@ from vmbuilder.apply.up import converge_locked, inputs_of, plan, rebuild_locked
 from vmbuilder.errors import InputError, OperationError, Problem
 from vmbuilder.topology import Lvs, Member
 from vmbuilder.verify.guests import Guests
-from vmbuilder.lvs import holder, ipvs_table, set_drained, wait_for
+from vmbuilder.lvs import holder, set_drained, wait_for
 
 MOODLE_CLI = "/var/www/moodle/admin/cli"
 PHP_AS_WEB = "su -s /bin/sh www-data -c "
 
 
-def wait_idle(g: Guests, lvs: Lvs, rs: Member, timeout: float = 120.0) -> float:
-    """Until the VIP holder has no open connection to RS (requests in flight finish)."""
-    held, _ = holder(g, lvs)
+# a drained server is idle once no connection to it is open (or opening) for this long: a
+# request whose SYN reached the director just before the drain is SYN_RECV there, not counted
+# as active by `ipvsadm -L`, and its server must not go down under it
+QUIET = 3.0
 
-    def idle() -> bool:
-        return all(not (ipvs_table(g, d, lvs) or {}).get(rs.ip, {}).get("active") for d in held)
-    return wait_for(f"{rs.vm}: open connections to finish", idle, timeout)
+
+def open_connections(g: Guests, director: Member, lvs: Lvs, rs: Member) -> int | None:
+    """Connections DIRECTOR's IPVS has sent to RS that are open or opening (ESTABLISHED,
+    SYN_RECV), from its connection table; None when the director does not answer."""
+    code, out, _ = g.sh(director.vm, "ipvsadm -Lnc", timeout=20)
+    if code != 0:
+        return None
+    dest = f"{rs.ip}:{lvs.port}"
+    return sum(1 for line in out.splitlines()
+               if len(line.split()) >= 6 and line.split()[2] in ("ESTABLISHED", "SYN_RECV") and line.split()[5] == dest)
+
+
+def wait_idle(g: Guests, lvs: Lvs, rs: Member, timeout: float = 120.0, quiet: float = QUIET) -> float:
+    """Until the VIP holder has had no open or opening connection to RS for QUIET seconds
+    (requests in flight finish, and none begun at the drain's moment is cut)."""
+    held, _ = holder(g, lvs)
+    if not held:
+        return 0.0      # no director holds the VIP: nothing reaches RS through it
+    started, since = time.monotonic(), None
+    while True:
+        counts = [open_connections(g, d, lvs, rs) for d in held]
+        now = time.monotonic()
+        if counts and all(c == 0 for c in counts):
+            since = since if since is not None else now
+            if now - since >= quiet:
+                return now - started
+        else:
+            since = None
+        if now - started > timeout:
+            raise OperationError(f"{rs.vm}: open connections to finish: still {counts} after {timeout:.0f}s")
+        time.sleep(0.5)
 
 
 def wait_healthy(g: Guests, vm: str, port: int, timeout: float = 600.0) -> float:
