@@ -647,3 +647,63 @@ def test_up_asks_before_it_removes_or_rebuilds_and_refuses_without_a_terminal(co
 
     monkeypatch.setattr(lifecycle.sys.stdin, "isatty", lambda: False, raising=False)
     assert lifecycle.ask_before_losses(["hv1: delete domain a2"]) is False
+
+
+def test_a_saved_plan_is_applied_only_while_the_hosts_still_agree_with_it(conn, cluster, write, tmp_path,
+                                                                           monkeypatch):
+    """Terraform's saved plan: `plan -o` writes it (its owner's only), `up --plan` takes its
+    deletes as approved, and refuses (exit 3, nothing changed) once a host changed since."""
+    import os
+
+    from vmbuilder.apply import savedplan, up as up_mod
+
+    monkeypatch.setenv("VMBUILD_STATE", str(tmp_path))
+    _build_like_up(cluster, conn)
+    gone_path = write(CLUSTER.replace("  - {name: a2, host: hv1, nics: [{network: lan, ip: 10.62.0.12}]}\n", ""), "gone.yaml")
+    saved = tmp_path / "reviewed.plan"
+    r = CliRunner().invoke(cli, ["plan", str(gone_path), "-o", str(saved)])
+    assert r.exit_code == 2, r.output          # changes pending, and saved
+    assert f"saved to {saved}" in r.output
+    assert os.stat(saved).st_mode & 0o777 == 0o600
+    approved = savedplan.load(str(saved), "tdrv")
+    assert [c["name"] for c in approved if c["action"] == "delete"] == ["a2"], approved
+    gone = load_cluster(str(gone_path))
+    asked = []
+
+    def run_with(approved):
+        return Run(gone, {"hv1": Target("hv1", URI, None)},
+                   options=Options(approved=approved, confirm=lambda lines: asked.append(lines) or False))
+    up_mod._check_approved(run_with(approved), set())      # the hosts agree: on, nobody asked
+    assert asked == []
+    # a host changed since the plan was read: a1 stopped by hand
+    conn.lookupByName("a1").destroy()
+    with pytest.raises(savedplan.StalePlan) as e:
+        up_mod._check_approved(run_with(approved), set())
+    assert e.value.exit_code == 3 and "+ hv1: start domain a1" in str(e.value), str(e.value)
+    # the command line says the same and changes nothing (the test driver lacks what the
+    # cluster lock is, a libvirt secret, and the domain type the preflight wants: both passed)
+    monkeypatch.setattr(up_mod, "cluster_lock", lambda *a, **k: contextlib.nullcontext())
+    monkeypatch.setattr(up_mod, "preflight", lambda run: {h: [] for h in run.targets})
+    r = CliRunner().invoke(cli, ["up", str(gone_path), "--plan", str(saved)])
+    assert r.exit_code == 3, r.output
+    assert "+ hv1: start domain a1" in r.output and "nothing was changed" in r.output, r.output
+    assert conn.lookupByName("a2").isActive() and not conn.lookupByName("a1").isActive()
+    # a plan of another file's cluster, or no plan at all: bad input, one line naming the file
+    other = tmp_path / "other.plan"
+    other.write_text(saved.read_text().replace('"tdrv"', '"other"'))
+    for bad, why in ((other, "a plan of cluster 'other', not of 'tdrv'"), (gone_path, "not a plan saved by")):
+        r = CliRunner().invoke(cli, ["up", str(gone_path), "--plan", str(bad)])
+        assert r.exit_code == 2 and str(bad) in r.output and why in r.output, r.output
+    assert conn.lookupByName("a2").isActive()
+
+
+def test_a_plan_with_a_conflict_is_not_saved(conn, cluster, write, tmp_path):
+    _build_like_up(cluster, conn)
+    conn.networkDefineXML("<network><name>back</name><bridge name='vbback0'/></network>")   # someone else's
+    text = (CLUSTER.replace("nics: [{network: lan, ip: 10.62.0.11}]",
+                            "nics: [{network: lan, ip: 10.62.0.11}, {network: back, ip: 10.63.0.11}]")
+            .replace("storage:", "  back: {mode: isolated, cidr: 10.63.0.0/24}\nstorage:"))
+    saved = tmp_path / "p.plan"
+    r = CliRunner().invoke(cli, ["plan", str(write(text, "conflict.yaml")), "-o", str(saved)])
+    assert r.exit_code == 1 and "conflict" in r.output and f"not saved to {saved}" in r.output, r.output
+    assert not saved.exists()

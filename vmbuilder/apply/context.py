@@ -48,6 +48,9 @@ class Options:
     # up: what to do before a delete or a rebuild. None: go on (the caller asked for it, as
     # `rebuild` and `update` do, or said --yes); else called with the lines, True to go on
     confirm: Callable[[list[str]], bool] | None = None
+    # up --plan: the changes a person approved (a saved plan); up applies them only while
+    # they are exactly what it would do, and asks nothing more
+    approved: list[dict] | None = None
 
 
 @dataclass

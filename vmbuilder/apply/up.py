@@ -54,7 +54,9 @@ def up(run: Run) -> UpResult:
         absent = _absent(run, primary) if primary is not None and primary.host not in skip else set()
         for line in drift.refuse_second_primary(run, absent):
             run.report.note(f"notice: {line}")
-        if run.options.confirm is not None:
+        if run.options.approved is not None:
+            _check_approved(run, skip)
+        elif run.options.confirm is not None:
             _confirm_losses(run, skip)
         inputs = inputs_of(run)
         for h in sorted(skip):
@@ -96,6 +98,18 @@ def _confirm_losses(run: Run, skip: set[str]) -> None:
     if lines and not run.options.confirm(lines):
         raise ConfirmationNeeded("\n".join(["up would remove or rebuild:"] + [f"  {l}" for l in lines]
                                            + ["nothing was changed; `vmbuild up --yes` goes on without asking"]))
+
+
+def _check_approved(run: Run, skip: set[str]) -> None:
+    """A saved plan is applied only while it is what up would do on every host (a skipped
+    host's approved changes count as no longer planned)."""
+    from vmbuilder.apply import savedplan
+    from vmbuilder.errors import host_line
+
+    planned = plan(replace(run, targets={h: t for h, t in run.targets.items() if h not in skip}))
+    now = [c for r in planned.values() if not isinstance(r, Exception) for c in r]
+    unplanned = {h: host_line(h, r) for h, r in planned.items() if isinstance(r, Exception)}
+    savedplan.refuse_if_stale(run.options.approved or [], now, unplanned)
 
 
 def _absent(run: Run, vm) -> set[str]:

@@ -24,12 +24,19 @@ def load_for(file: str, lab: bool) -> Cluster:
     return cluster
 
 
-def open_run(file: str, lab: bool, quiet: bool = False, start_lab: bool = False, **options):
-    """The run of one command on FILE's hosts, printing progress unless QUIET."""
+def open_run(file: str, lab: bool, quiet: bool = False, start_lab: bool = False, saved_plan: str | None = None,
+             **options):
+    """The run of one command on FILE's hosts, printing progress unless QUIET; with
+    SAVED_PLAN, the changes it approves (read before any host or lab is touched)."""
     from vmbuilder.apply.context import Options, open_run as start
     from vmbuilder.cli.progress import Progress
 
-    return start(load_for(file, lab), lab, Progress(quiet=quiet), Options(**options), start_lab=start_lab)
+    cluster = load_for(file, lab)
+    if saved_plan is not None:
+        from vmbuilder.apply import savedplan
+
+        options["approved"] = savedplan.load(saved_plan, cluster.name)
+    return start(cluster, lab, Progress(quiet=quiet), Options(**options), start_lab=start_lab)
 
 
 def report_each(results: dict, describe, as_json: bool = False, data=None, cluster: str | None = None) -> None:

@@ -19,6 +19,7 @@ Exit code: 0 no changes, 2 changes pending, 1 errors or conflicts.
 Examples:
   vmbuild plan cluster.yaml
   vmbuild plan profiles/clusters/lab.yaml --lab --json
+  vmbuild plan cluster.yaml -o reviewed.plan     # then: vmbuild up cluster.yaml --plan reviewed.plan
 """
 
 
@@ -27,8 +28,10 @@ Examples:
 @lab_option
 @click.option("--accel", type=click.Choice([a.value for a in Accel]), default=None,
               help="Plan as `up --accel` would.")
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="Save the plan here for `up --plan` (not when a host cannot be planned or has a conflict).")
 @json_option
-def plan(file: str, lab: bool, accel: str | None, as_json: bool) -> None:
+def plan(file: str, lab: bool, accel: str | None, out: str | None, as_json: bool) -> None:
     """Show what `up` would change on each host of FILE (read-only)."""
     from vmbuilder.apply.up import plan as plan_all
 
@@ -58,7 +61,16 @@ def plan(file: str, lab: bool, accel: str | None, as_json: bool) -> None:
         click.echo("no changes" if not changes else
                    "plan: " + ", ".join(f"{n} to {a}" for a, n in counts.items()))
     if errors or any(c.action == "conflict" for c in changes):
+        if out:
+            click.echo(f"error: the plan was not saved to {out}: it has errors or conflicts", err=True)
         sys.exit(EXIT_ERROR)
+    if out:
+        from vmbuilder.apply import savedplan
+
+        savedplan.save(out, run.cluster.name, changes)
+        if not as_json:
+            click.echo(f"saved to {out}: `vmbuild up {file}{' --lab' if lab else ''} --plan {out}` applies "
+                       f"exactly these changes")
     sys.exit(EXIT_CHANGES if changes else EXIT_NO_CHANGES)
 
 

@@ -16,6 +16,7 @@ Examples:
   vmbuild up profiles/clusters/lab.yaml --lab        # rehearse on this machine
   vmbuild up cluster.yaml --accel tcg --json
   vmbuild up cluster.yaml --yes                      # delete/rebuild without asking (CI)
+  vmbuild plan cluster.yaml -o reviewed.plan && vmbuild up cluster.yaml --plan reviewed.plan
 """
 
 
@@ -31,18 +32,21 @@ Examples:
               help="Go on with the hosts that pass the checks when others do not.")
 @click.option("--yes", "-y", is_flag=True,
               help="Delete and rebuild what the plan says without asking (creates and starts never ask).")
+@click.option("--plan", "saved_plan", type=click.Path(dir_okay=False), default=None,
+              help="Apply this plan saved by `plan -o`, only while it is still exactly what up would do "
+                   "(else exit 3, nothing changed); what it deletes or rebuilds is not asked again.")
 @json_option
 def up(file: str, lab: bool, accel: str | None, no_wait: bool, timeout: float | None,
-       continue_on_host_error: bool, yes: bool, as_json: bool) -> None:
+       continue_on_host_error: bool, yes: bool, saved_plan: str | None, as_json: bool) -> None:
     """Create what is missing of FILE's cluster on every host, start it, wait for cloud-init.
 
     Before anything is deleted or rebuilt (a VM gone from the file, a changed seed), up shows
-    what and asks; with no terminal it refuses (exit 3) unless --yes."""
+    what and asks; with no terminal it refuses (exit 3) unless --yes or --plan."""
     from vmbuilder.apply.up import up as bring_up
 
     run = open_run(file, lab, quiet=as_json, start_lab=True, accel=Accel(accel) if accel else None,
                    wait=not no_wait, timeout=timeout, continue_on_host_error=continue_on_host_error,
-                   confirm=None if yes else ask_before_losses)
+                   confirm=None if yes else ask_before_losses, saved_plan=saved_plan)
     print_up_result(run.cluster, bring_up(run), as_json)
 
 
