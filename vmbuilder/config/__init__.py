@@ -156,12 +156,13 @@ def load_cluster(path: Path | str, lab: bool = False) -> Cluster:
             report(vm, ("groups",) if vm.groups else (), failures[vm.name])
     for vm_name, why in placement.group_clashes([v for v in vms if not v.placed]).items():
         report(next(v for v in vms if v.name == vm_name), ("host",), why)
+    vms = crosscheck.unclash_macs(identity_of(cname, prefix), vms)
     crosscheck.addresses(vms, report)
     crosscheck.serials(vms, {identity.WITNESS_SERIAL}, report)
     crosscheck.capacity(vms, hosts, report)
     crosscheck.pools(vms, pools, {n: p.hosts for n, p in pools.items()}, report)
     if lab_sized:
-        vms = [replace(lab_sized[v.name][1], host=v.host) if v.name in lab_sized else v for v in vms]
+        vms = [replace(lab_sized[v.name][1], host=v.host, nics=v.nics) if v.name in lab_sized else v for v in vms]
     declared_roles = {e["name"]: e.get("role") or "base" for e in entries
                       if isinstance(e, dict) and isinstance(e.get("name"), str)}
     settings = rolesettings.check(ck, src, top.get("settings") or {}, vms, networks, declared_roles, pools)

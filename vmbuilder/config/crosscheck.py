@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from typing import Callable
 
 from vmbuilder import identity
@@ -9,6 +10,16 @@ from vmbuilder.model import VM, Host, Pool
 from vmbuilder.units import format_size
 
 Report = Callable[[VM, tuple, str], None]
+
+
+def unclash_macs(cluster: str, vms: list[VM]) -> list[VM]:
+    """VMS with every derived MAC that meets another NIC's moved to its next free choice
+    (identity.resolve_macs); MACs set in the file never move (two of them alike: `addresses`)."""
+    moved = identity.resolve_macs(cluster, [(vm.name, i, nic.mac) for vm in vms for i, nic in enumerate(vm.nics)])
+    if not moved:
+        return vms
+    return [replace(vm, nics=tuple(replace(nic, mac=moved.get((vm.name, i), nic.mac)) for i, nic in enumerate(vm.nics)))
+            for vm in vms]
 
 
 def addresses(vms: list[VM], report: Report) -> None:
