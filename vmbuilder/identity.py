@@ -29,17 +29,17 @@ def resolve_macs(cluster: str, nics: list[tuple[str, int, str]]) -> dict[tuple[s
 
     NICS: (vm, index, mac) of every NIC of the file. A MAC is 24 bits of a hash, so a fleet
     meets a clash by chance (3% at 1,000 NICs, 50% at 5,000). A derived MAC that no other NIC
-    has is kept, whatever else the file holds: a running VM's identity never moves because
-    another VM came. Of NICs that derive the same MAC, the one whose name sorts first keeps
-    it (none, when a NIC's MAC set in the file is that one); the others take their next
-    choices (attempt 1, 2, ...), skipping every MAC in use and every NIC's first choice, so
-    that nobody is pushed off theirs in turn. The same file always gives the same MACs."""
+    has is kept, whatever else the file holds. Of NICs that derive the same MAC, the one listed
+    first keeps it (none, when a NIC's MAC set in the file is that one): a VM added at the
+    end of the file never moves a running VM's MAC. The others take their next choices
+    (attempt 1, 2, ...), skipping every MAC in use and every NIC's first choice, so that
+    nobody is pushed off theirs in turn. The same file always gives the same MACs."""
     derived = {(vm, i): mac for vm, i, mac in nics if mac == nic_mac(cluster, vm, i)}
     fixed = {mac for vm, i, mac in nics if (vm, i) not in derived}
     holders: dict[str, list[tuple[str, int]]] = {}
     for key, mac in derived.items():
         holders.setdefault(mac, []).append(key)
-    movers = sorted(k for mac, keys in holders.items() for k in (keys if mac in fixed else sorted(keys)[1:]))
+    movers = [k for mac, keys in holders.items() for k in (keys if mac in fixed else keys[1:])]
     taken = fixed | set(derived.values())
     moved = {}
     for vm, i in movers:

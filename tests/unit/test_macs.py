@@ -37,14 +37,14 @@ def test_the_pair_really_clashes_at_first_choice():
     assert identity.nic_mac("mc", A, 0) == identity.nic_mac("mc", B, 0)
 
 
-def test_two_vms_whose_macs_clash_both_load_and_the_first_name_keeps_it(write):
-    macs = cluster(write, (A, ""), (B, ""))
-    assert macs[A] == identity.nic_mac("mc", A, 0)        # sorts first: keeps its first choice
-    assert macs[B] == identity.nic_mac("mc", B, 0, 1)     # its next choice
-    assert macs[A] != macs[B]
-    # the file's order does not matter, and alone each has its first choice
-    assert cluster(write, (B, ""), (A, "")) == macs
+def test_two_vms_whose_macs_clash_both_load_and_the_one_listed_first_keeps_it(write):
+    # B runs alone with its first choice; A is added at the end of the file: B keeps it
     assert cluster(write, (B, "")) == {B: identity.nic_mac("mc", B, 0)}
+    macs = cluster(write, (B, ""), (A, ""))
+    assert macs == {B: identity.nic_mac("mc", B, 0), A: identity.nic_mac("mc", A, 0, 1)}
+    assert macs[A] != macs[B]
+    assert cluster(write, (B, ""), (A, "")) == macs      # the same file, the same MACs
+    assert cluster(write, (A, ""), (B, ""))[A] == identity.nic_mac("mc", A, 0)
 
 
 def test_a_mac_set_in_the_file_never_moves_a_derived_one_gives_way(write):
@@ -63,4 +63,8 @@ def test_at_fleet_size_every_mac_is_unique_and_nobody_is_pushed_off_an_unshared_
     final = {(vm, i): moved.get((vm, i), mac) for vm, i, mac in nics}
     assert len(set(final.values())) == len(final)
     assert all(first[mac] > 1 for vm, i, mac in nics if (vm, i) in moved)
-    assert identity.resolve_macs("fleet", list(reversed(nics))) == moved
+    firsts = {}
+    for vm, i, mac in nics:
+        firsts.setdefault(mac, (vm, i))
+    assert not set(firsts.values()) & set(moved)          # the first listed of each clash keeps it
+    assert identity.resolve_macs("fleet", list(nics)) == moved

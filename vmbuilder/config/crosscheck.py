@@ -14,7 +14,8 @@ Report = Callable[[VM, tuple, str], None]
 
 def unclash_macs(cluster: str, vms: list[VM]) -> list[VM]:
     """VMS with every derived MAC that meets another NIC's moved to its next free choice
-    (identity.resolve_macs); MACs set in the file never move (two of them alike: `addresses`)."""
+    (identity.resolve_macs, in the file's order: the first listed keeps it); MACs set in the
+    file never move (two of them alike: `addresses`)."""
     moved = identity.resolve_macs(cluster, [(vm.name, i, nic.mac) for vm in vms for i, nic in enumerate(vm.nics)])
     if not moved:
         return vms
