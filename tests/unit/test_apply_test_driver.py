@@ -707,3 +707,44 @@ def test_a_plan_with_a_conflict_is_not_saved(conn, cluster, write, tmp_path):
     r = CliRunner().invoke(cli, ["plan", str(write(text, "conflict.yaml")), "-o", str(saved)])
     assert r.exit_code == 1 and "conflict" in r.output and f"not saved to {saved}" in r.output, r.output
     assert not saved.exists()
+
+
+def test_a_staged_up_defines_everything_and_starts_nothing_that_was_off(conn, cluster, write, monkeypatch):
+    """`up --no-start`: the domains, disks and networks made, every domain with its autostart,
+    none started; the next plan has only the starts left. A running VM whose definition changed
+    is restarted all the same (it was running)."""
+    monkeypatch.setattr(Hypervisor, "upload_volume",
+                        lambda self, pool, name, xml, source, size, what: self.create_volume(pool, name, xml))
+    _build_like_up(cluster, conn)
+    for name in ("a1", "a2"):       # a fresh host but for the pool and its base image
+        conn.lookupByName(name).destroy()
+        conn.lookupByName(name).undefine()
+    edited = load_cluster(str(write(CLUSTER.replace("- {name: a2, host: hv1,", "- {name: a2, host: hv1, memory: 512MiB,"),
+                                    "edited.yaml")))
+    want = _test_want(cluster)
+    with Hypervisor("hv1", URI) as hv:
+        seen = observe_for(hv, cluster, want)
+        execute.carry_out(_hr(hv, cluster, start=False), want, seen, diff(cluster, want, seen), {})
+    assert not conn.lookupByName("a1").isActive() and not conn.lookupByName("a2").isActive()
+    assert conn.lookupByName("a1").autostart() == 1
+    assert _plan(cluster)[0] == [("start", "domain", "a1"), ("start", "domain", "a2")]
+    conn.lookupByName("a2").create()       # one started by hand, then its definition changes
+    want = _test_want(edited)
+    with Hypervisor("hv1", URI) as hv:
+        seen = observe_for(hv, edited, want)
+        changes = diff(edited, want, seen)
+        assert {(c.action, c.name) for c in changes} == {("start", "a1"), ("restart", "a2")}
+        execute.carry_out(_hr(hv, edited, start=False), want, seen, changes, {})
+    assert conn.lookupByName("a2").isActive() and conn.lookupByName("a2").maxMemory() == 512 * 1024
+    assert not conn.lookupByName("a1").isActive()
+
+
+def test_a_cluster_serving_its_own_nas_cannot_be_staged(write, monkeypatch, tmp_path):
+    monkeypatch.setenv("VMBUILD_STATE", str(tmp_path))
+    text = (CLUSTER.replace("storage:\n", "storage:\n  nas: {type: netfs, server: 10.62.0.11, export: /srv/vm, "
+                                          "path: /var/lib/libvirt/nas/tdrv, shared: true, served_by: [a1], clients: [10.62.0.1]}\n")
+            + "  - {name: w1, host: hv1, disks: [{name: root, pool: nas}], nics: [{network: lan, ip: 10.62.0.21}]}\n")
+    path = write(text, "nas.yaml")
+    r = CliRunner().invoke(cli, ["up", str(path), "--no-start"])
+    assert r.exit_code == 2, r.output
+    assert "--no-start cannot stage this cluster: pool 'nas' is served by its own a1" in r.output, r.output

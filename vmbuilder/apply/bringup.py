@@ -152,7 +152,7 @@ def _up_host(hr: HostRun, inputs: Inputs, report: HostReport) -> None:
     accel = accel or decided["accel"]
     report.accel = accel.value
     waited = [d for d in want.vms if opts.wait_for is None or d.vm.name in opts.wait_for]
-    if opts.wait and waited:
+    if opts.wait and opts.start and waited:
         doms = {d.vm.name: (names.domain(hr.cluster, d.vm), d.seed.instance_id) for d in waited}
         report.ready = wait_ready(hr.hv, doms, opts.timeout or TIMEOUTS[accel], _serial_reader(hr.cluster, hr.hv),
                                   hr.say)

@@ -48,6 +48,9 @@ class Options:
     # up: what to do before a delete or a rebuild. None: go on (the caller asked for it, as
     # `rebuild` and `update` do, or said --yes); else called with the lines, True to go on
     confirm: Callable[[list[str]], bool] | None = None
+    # up --no-start: define and make everything, start no VM that is off (a fleet staged
+    # before its first boot); a running VM whose definition changed is still restarted
+    start: bool = True
     # up --plan: the changes a person approved (a saved plan); up applies them only while
     # they are exactly what it would do, and asks nothing more
     approved: list[dict] | None = None

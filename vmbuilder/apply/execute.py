@@ -210,6 +210,8 @@ def make_domains(hr: HostRun, want: DesiredHost, changes: list[Change]) -> None:
         if hr.hv.domain_autostart(libname) != desired[c.name].vm.autostart:
             hr.hv.set_domain_autostart(libname, desired[c.name].vm.autostart)
     for c in _of(changes, Kind.DOMAIN, Action.CREATE, Action.REBUILD, Action.START, Action.RESTART):
+        if not hr.options.start and c.action is not Action.RESTART:
+            continue    # staged (--no-start): a restart alone, of a VM that was running
         libname = names.domain(hr.cluster, desired[c.name].vm)
         if not hr.hv.domain_active(libname):
             hr.say(c.name, "start", "")

@@ -47,6 +47,14 @@ def up(run: Run) -> UpResult:
     VMs on the NAS (the web servers, with Moodle's install on the critical path) start as
     soon as it exports, while the directors and replicas still boot."""
     cluster = run.cluster
+    if not run.options.start and served_pools(cluster):
+        from vmbuilder.errors import InputError, Problem
+
+        pool, servers = next(iter(served_pools(cluster).items()))
+        raise InputError(Problem(cluster.source, 0, f"storage.{pool}",
+                                 f"--no-start cannot stage this cluster: pool {pool!r} is served by its own "
+                                 f"{', '.join(servers)}, which must run for the VMs on it to be made; "
+                                 f"run `vmbuild up` without --no-start"))
     with cluster_lock(cluster, "up", run.targets):
         # hosts first: an unreachable host should not cost an image build before it is reported
         skip = refuse_on_problems(preflight(run), run.options.continue_on_host_error)
@@ -62,7 +70,8 @@ def up(run: Run) -> UpResult:
         for h in sorted(skip):
             run.report.note(f"{h}: skipped (see the problems above)")
         hosts = set(run.targets) - skip
-        plan = waves(cluster)
+        # staged: nothing boots, so nothing waits for the NAS's servers: one pass
+        plan = waves(cluster) if run.options.start else [None]
         reports: list[HostReport] = []
         for i, only in enumerate(plan):
             last = i == len(plan) - 1

@@ -16,6 +16,7 @@ Examples:
   vmbuild up profiles/clusters/lab.yaml --lab        # rehearse on this machine
   vmbuild up cluster.yaml --accel tcg --json
   vmbuild up cluster.yaml --yes                      # delete/rebuild without asking (CI)
+  vmbuild up fleet.yaml --no-start                   # define everything, boot nothing yet
   vmbuild plan cluster.yaml -o reviewed.plan && vmbuild up cluster.yaml --plan reviewed.plan
 """
 
@@ -26,6 +27,9 @@ Examples:
 @click.option("--accel", type=click.Choice([a.value for a in Accel]), default=None,
               help="Override the file's accel (auto probes KVM and falls back to TCG).")
 @click.option("--no-wait", is_flag=True, help="Do not wait for cloud-init to finish in the guests.")
+@click.option("--no-start", is_flag=True,
+              help="Stage: define and make everything, start no VM that is off (a running VM whose "
+                   "definition changed is still restarted); a later `up` starts them.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=None,
               help="Seconds each guest may take to finish cloud-init (default 600 with KVM, 2400 with TCG).")
 @click.option("--continue-on-host-error", is_flag=True,
@@ -36,7 +40,7 @@ Examples:
               help="Apply this plan saved by `plan -o`, only while it is still exactly what up would do "
                    "(else exit 3, nothing changed); what it deletes or rebuilds is not asked again.")
 @json_option
-def up(file: str, lab: bool, accel: str | None, no_wait: bool, timeout: float | None,
+def up(file: str, lab: bool, accel: str | None, no_wait: bool, no_start: bool, timeout: float | None,
        continue_on_host_error: bool, yes: bool, saved_plan: str | None, as_json: bool) -> None:
     """Create what is missing of FILE's cluster on every host, start it, wait for cloud-init.
 
@@ -45,7 +49,7 @@ def up(file: str, lab: bool, accel: str | None, no_wait: bool, timeout: float | 
     from vmbuilder.apply.up import up as bring_up
 
     run = open_run(file, lab, quiet=as_json, start_lab=True, accel=Accel(accel) if accel else None,
-                   wait=not no_wait, timeout=timeout, continue_on_host_error=continue_on_host_error,
+                   wait=not no_wait, start=not no_start, timeout=timeout, continue_on_host_error=continue_on_host_error,
                    confirm=None if yes else ask_before_losses, saved_plan=saved_plan)
     print_up_result(run.cluster, bring_up(run), as_json)
 
