@@ -748,3 +748,41 @@ def test_a_cluster_serving_its_own_nas_cannot_be_staged(write, monkeypatch, tmp_
     r = CliRunner().invoke(cli, ["up", str(path), "--no-start"])
     assert r.exit_code == 2, r.output
     assert "--no-start cannot stage this cluster: pool 'nas' is served by its own a1" in r.output, r.output
+
+
+def test_start_waves_boot_n_at_a_time_each_ready_before_the_next(conn, cluster, write, monkeypatch):
+    """`up --start-wave 1`: a2 starts only once a1 is ready; a wave with a VM not ready stops
+    the rest, which stay defined and off with a line saying so."""
+    from vmbuilder.apply import bringup
+    from vmbuilder.apply.ready import Readiness
+
+    monkeypatch.setattr(Hypervisor, "upload_volume",
+                        lambda self, pool, name, xml, source, size, what: self.create_volume(pool, name, xml))
+    _build_like_up(cluster, conn)
+    for name in ("a1", "a2"):
+        conn.lookupByName(name).destroy()
+    waves, verdict = [], {"a1": True}
+
+    def ready(hv, doms, timeout, serial=None, progress=None):
+        waves.append(({vm for vm in ("a1", "a2") if conn.lookupByName(vm).isActive()}, set(doms)))
+        return {vm: Readiness(vm, ready=verdict.get(vm, True), problem="" if verdict.get(vm, True) else "no result")
+                for vm in doms}
+    monkeypatch.setattr(bringup, "wait_ready", ready)
+    want = _test_want(cluster)
+    with Hypervisor("hv1", URI) as hv:
+        seen = observe_for(hv, cluster, want)
+        changes = diff(cluster, want, seen)
+        report = bringup.HostReport("hv1", URI)
+        bringup._start_in_waves(_hr(hv, cluster, start_wave=1), want, changes, Accel.TCG, report)
+    assert waves == [({"a1"}, {"a1"}), ({"a1", "a2"}, {"a2"})]      # a1 alone, ready, then a2
+    assert set(report.ready) == {"a1", "a2"} and not report.kept
+    conn.lookupByName("a1").destroy()
+    conn.lookupByName("a2").destroy()
+    waves.clear()
+    verdict["a1"] = False
+    with Hypervisor("hv1", URI) as hv:
+        report = bringup.HostReport("hv1", URI)
+        bringup._start_in_waves(_hr(hv, cluster, start_wave=1), want, diff(cluster, want, observe_for(hv, cluster, want)),
+                                Accel.TCG, report)
+    assert waves == [({"a1"}, {"a1"})] and not conn.lookupByName("a2").isActive()
+    assert report.kept == ["not started, after a wave with a VM not ready: a2; `vmbuild up` starts them"]

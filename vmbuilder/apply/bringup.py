@@ -11,7 +11,7 @@ from vmbuilder.apply import accel as accelprobe
 from vmbuilder.apply import execute
 from vmbuilder.apply.context import HostRun, Run
 from vmbuilder.apply.images import ImageFiles
-from vmbuilder.apply.plan import Action, Change, diff, observe_for, restrict
+from vmbuilder.apply.plan import Action, Change, Kind, diff, observe_for, restrict
 from vmbuilder.apply.preflight import check_host
 from vmbuilder.apply.ready import TIMEOUTS, Readiness, wait_ready
 from vmbuilder.errors import ConflictError, OperationError, VmbuildError
@@ -146,16 +146,47 @@ def _up_host(hr: HostRun, inputs: Inputs, report: HostReport) -> None:
 
     if accel is not None:
         hr.say("accel", accel.value, report.accel_note)
-    removal, want = execute.carry_out(hr, want, seen, changes, inputs.images, settle if accel is None else None,
+    staged = opts.start and opts.start_wave is not None
+    # in waves: everything made first with no VM started, then the starts wave by wave
+    worker = HostRun(replace(hr.run, options=replace(opts, start=False)), hr.hv) if staged else hr
+    removal, want = execute.carry_out(worker, want, seen, changes, inputs.images, settle if accel is None else None,
                                       inputs.code)
     report.kept += removal.kept
     accel = accel or decided["accel"]
     report.accel = accel.value
     waited = [d for d in want.vms if opts.wait_for is None or d.vm.name in opts.wait_for]
+    if staged:
+        _start_in_waves(hr, want, changes, accel, report)
+        waited = [d for d in waited if d.vm.name not in report.ready]
     if opts.wait and opts.start and waited:
         doms = {d.vm.name: (names.domain(hr.cluster, d.vm), d.seed.instance_id) for d in waited}
-        report.ready = wait_ready(hr.hv, doms, opts.timeout or TIMEOUTS[accel], _serial_reader(hr.cluster, hr.hv),
-                                  hr.say)
+        report.ready.update(wait_ready(hr.hv, doms, opts.timeout or TIMEOUTS[accel],
+                                       _serial_reader(hr.cluster, hr.hv), hr.say))
+
+
+def _start_in_waves(hr: HostRun, want: DesiredHost, changes: list[Change], accel: Accel, report: HostReport) -> None:
+    """The host's VMs that are off and planned to run, START_WAVE at a time in the file's
+    order, each wave ready before the next starts. A wave with a VM not ready stops the rest
+    (they stay defined, off: `up` starts them once the cause is fixed)."""
+    size = hr.options.start_wave or 1
+    starting = {c.name for c in changes if c.kind == Kind.DOMAIN and c.action in (Action.CREATE, Action.REBUILD, Action.START)}
+    order = [d for d in want.vms if d.vm.name in starting and not hr.hv.domain_active(names.domain(hr.cluster, d.vm))]
+    for n, at in enumerate(range(0, len(order), size)):
+        wave = order[at:at + size]
+        hr.say("wave", f"{n + 1} of {-(-len(order) // size)}", ", ".join(d.vm.name for d in wave))
+        for d in wave:
+            hr.say(d.vm.name, "start", "")
+            hr.hv.start_domain(names.domain(hr.cluster, d.vm))
+        doms = {d.vm.name: (names.domain(hr.cluster, d.vm), d.seed.instance_id) for d in wave}
+        report.ready.update(wait_ready(hr.hv, doms, hr.options.timeout or TIMEOUTS[accel],
+                                       _serial_reader(hr.cluster, hr.hv), hr.say))
+        if not all(report.ready[d.vm.name].ready and not report.ready[d.vm.name].errors
+                   and not report.ready[d.vm.name].problem for d in wave):
+            rest = [d.vm.name for d in order[at + size:]]
+            if rest:
+                report.kept.append(f"not started, after a wave with a VM not ready: {', '.join(rest)}; "
+                                   f"`vmbuild up` starts them")
+            return
 
 
 # the serial log is only the fallback for a silent agent (see ready.py): read it now and then,

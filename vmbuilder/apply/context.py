@@ -51,6 +51,10 @@ class Options:
     # up --no-start: define and make everything, start no VM that is off (a fleet staged
     # before its first boot); a running VM whose definition changed is still restarted
     start: bool = True
+    # up --start-wave N: on each host, VMs that are off start N at a time, each wave ready
+    # (cloud-init done) before the next starts, so that a host with more guests than CPUs
+    # does not boot them all at once; None: all at once
+    start_wave: int | None = None
     # up --plan: the changes a person approved (a saved plan); up applies them only while
     # they are exactly what it would do, and asks nothing more
     approved: list[dict] | None = None

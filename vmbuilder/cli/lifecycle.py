@@ -17,6 +17,7 @@ Examples:
   vmbuild up cluster.yaml --accel tcg --json
   vmbuild up cluster.yaml --yes                      # delete/rebuild without asking (CI)
   vmbuild up fleet.yaml --no-start                   # define everything, boot nothing yet
+  vmbuild up fleet.yaml --start-wave 4               # then boot 4 per host at a time
   vmbuild plan cluster.yaml -o reviewed.plan && vmbuild up cluster.yaml --plan reviewed.plan
 """
 
@@ -30,6 +31,9 @@ Examples:
 @click.option("--no-start", is_flag=True,
               help="Stage: define and make everything, start no VM that is off (a running VM whose "
                    "definition changed is still restarted); a later `up` starts them.")
+@click.option("--start-wave", type=click.IntRange(min=1), default=None, metavar="N",
+              help="On each host start the VMs that are off N at a time, each wave ready before the next "
+                   "(a host with more guests than CPUs); a wave with a VM not ready stops the rest.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=None,
               help="Seconds each guest may take to finish cloud-init (default 600 with KVM, 2400 with TCG).")
 @click.option("--continue-on-host-error", is_flag=True,
@@ -40,7 +44,8 @@ Examples:
               help="Apply this plan saved by `plan -o`, only while it is still exactly what up would do "
                    "(else exit 3, nothing changed); what it deletes or rebuilds is not asked again.")
 @json_option
-def up(file: str, lab: bool, accel: str | None, no_wait: bool, no_start: bool, timeout: float | None,
+def up(file: str, lab: bool, accel: str | None, no_wait: bool, no_start: bool, start_wave: int | None,
+       timeout: float | None,
        continue_on_host_error: bool, yes: bool, saved_plan: str | None, as_json: bool) -> None:
     """Create what is missing of FILE's cluster on every host, start it, wait for cloud-init.
 
@@ -49,7 +54,7 @@ def up(file: str, lab: bool, accel: str | None, no_wait: bool, no_start: bool, t
     from vmbuilder.apply.up import up as bring_up
 
     run = open_run(file, lab, quiet=as_json, start_lab=True, accel=Accel(accel) if accel else None,
-                   wait=not no_wait, start=not no_start, timeout=timeout, continue_on_host_error=continue_on_host_error,
+                   wait=not no_wait, start=not no_start, start_wave=start_wave, timeout=timeout, continue_on_host_error=continue_on_host_error,
                    confirm=None if yes else ask_before_losses, saved_plan=saved_plan)
     print_up_result(run.cluster, bring_up(run), as_json)
 
