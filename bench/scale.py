@@ -1,0 +1,104 @@
+"""A fleet from one file: 50 VMs per host on 2, 5, 10 and 20 lab hosts, staged, not booted.
+
+For each size, one generated file (small base VMs, one isolated network, a local pool):
+  validate            load and check the file
+  render              every XML, seed and seed ISO written to a folder
+  plan, full create   every lab host read and compared, everything to create
+  up --no-start       pools, networks, disks (the base image uploaded once per host) and
+                      every domain defined with its autostart; no guest boots
+  plan, all defined   the same hosts read again: only the starts are left
+  destroy             everything removed again
+Prints one row per size and, per step, how its time grew against the VMs (linear = the VM
+ratio). Needs root and a built debian12 image (`vmbuild image build debian12`).
+
+  .venv/bin/python bench/scale.py            # 2, 5, 10 and 20 hosts
+  .venv/bin/python bench/scale.py 2 5        # some sizes only
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+VMBUILD = [str(REPO / ".venv/bin/vmbuild")] if (REPO / ".venv/bin/vmbuild").exists() else \
+    [sys.executable, "-m", "vmbuilder.cli.main"]
+PER_HOST = 50
+STEPS = ("validate", "render", "plan, full create", "up --no-start", "plan, all defined", "destroy")
+
+
+def cluster_text(hosts: int) -> str:
+    net = ipaddress.ip_network("10.70.0.0/16")
+    # declared sizes: the capacity check counts every defined VM, booted or not
+    lines = "".join(f"  hv{h}: {{uri: 'qemu+ssh://root@hv{h}/system', cpus: 64, memory: 64GiB}}\n"
+                    for h in range(1, hosts + 1))
+    vms = "".join(f"  - {{name: vm{i:04d}, host: hv{i % hosts + 1}, nics: [{{network: lan, ip: {net[i + 10]}}}]}}\n"
+                  for i in range(hosts * PER_HOST))
+    return (f"name: scale{hosts}\naccel: tcg\nhosts:\n{lines}"
+            f"networks:\n  lan: {{mode: isolated, cidr: {net}}}\n"
+            f"storage:\n  local: {{type: dir, path: /var/lib/libvirt/images/scale{hosts}}}\n"
+            "images:\n  debian12: {recipe: debian12}\n"
+            "roles:\n  base: {memory: 128MiB}\n"
+            "defaults:\n  disks: [{name: root, pool: local, image: debian12, size: 2GiB}]\n"
+            f"vms:\n{vms}")
+
+
+def vmbuild(*args: str, ok=(0,)) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    r = subprocess.run(VMBUILD + list(args), capture_output=True, text=True)
+    took = time.perf_counter() - t0
+    if r.returncode not in ok:
+        sys.exit(f"vmbuild {' '.join(args)} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+    return took, r.stdout
+
+
+def changes(out: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for c in json.loads(out)["changes"]:
+        counts[c["action"]] = counts.get(c["action"], 0) + 1
+    return counts
+
+
+def measure(hosts: int, folder: Path) -> dict[str, float]:
+    path = folder / f"scale{hosts}.yaml"
+    path.write_text(cluster_text(hosts))
+    f, row = str(path), {}
+    row["validate"], _ = vmbuild("validate", f)
+    row["render"], _ = vmbuild("render", f, "-o", str(folder / f"render{hosts}"))
+    vmbuild("lab", "start", f)
+    try:
+        row["plan, full create"], out = vmbuild("plan", f, "--lab", "--json", ok=(2,))
+        created = changes(out)
+        row["up --no-start"], _ = vmbuild("up", f, "--lab", "--no-start", "--yes", "--json")
+        row["plan, all defined"], out = vmbuild("plan", f, "--lab", "--json", ok=(2,))
+        left = changes(out)
+        assert set(left) == {"start"} and left["start"] == hosts * PER_HOST, left
+        row["destroy"], _ = vmbuild("destroy", f, "--lab", "--yes", "--wipe-data")
+    finally:
+        vmbuild("lab", "stop", f)
+    print(f"{hosts:>5} {hosts * PER_HOST:>6} " + " ".join(f"{row[s]:>{max(len(s), 8)}.2f}" for s in STEPS)
+          + f"   (planned: {', '.join(f'{n} {a}' for a, n in sorted(created.items()))})", flush=True)
+    return row
+
+
+def main() -> None:
+    sizes = [int(a) for a in sys.argv[1:]] or [2, 5, 10, 20]
+    with tempfile.TemporaryDirectory() as d:
+        os.environ["VMBUILD_STATE"] = str(Path(d) / "state")
+        vmbuild("image", "build", "debian12")
+        print(f"{'hosts':>5} {'VMs':>6} " + " ".join(f"{s:>{max(len(s), 8)}}" for s in STEPS) + "   (seconds)")
+        rows = {n: measure(n, Path(d)) for n in sizes}
+    if len(rows) > 1:
+        small, big = min(rows), max(rows)
+        print(f"\n{big} hosts against {small}: {big / small:.0f}x the VMs (linear growth = {big / small:.0f}x)")
+        for s in STEPS:
+            print(f"  {s:<18} {rows[big][s] / rows[small][s]:6.1f}x the time")
+
+
+if __name__ == "__main__":
+    main()
