@@ -95,7 +95,7 @@ def main() -> None:
         rows = {n: measure(n, Path(d)) for n in sizes}
     if len(rows) > 1:
         small, big = min(rows), max(rows)
-        print(f"\n{big} hosts against {small}: {big / small:.0f}x the VMs (linear growth = {big / small:.0f}x)")
+        print(f"\n{big} hosts against {small}: {big / small:.1f}x the VMs (linear growth = {big / small:.1f}x)")
         for s in STEPS:
             print(f"  {s:<18} {rows[big][s] / rows[small][s]:6.1f}x the time")
 
