@@ -19,15 +19,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-VMBUILD = [str(REPO / ".venv/bin/vmbuild")] if (REPO / ".venv/bin/vmbuild").exists() else \
-    [sys.executable, "-m", "vmbuilder.cli.main"]
+# the same runner as bench/plan.py: the command's seconds and output, exit on an unexpected code
+from plan import vmbuild
+
 PER_HOST = 50
 STEPS = ("validate", "render", "plan, full create", "up --no-start", "plan, all defined", "destroy")
 
@@ -46,15 +44,6 @@ def cluster_text(hosts: int) -> str:
             "roles:\n  base: {memory: 128MiB}\n"
             "defaults:\n  disks: [{name: root, pool: local, image: debian12, size: 2GiB}]\n"
             f"vms:\n{vms}")
-
-
-def vmbuild(*args: str, ok=(0,)) -> tuple[float, str]:
-    t0 = time.perf_counter()
-    r = subprocess.run(VMBUILD + list(args), capture_output=True, text=True)
-    took = time.perf_counter() - t0
-    if r.returncode not in ok:
-        sys.exit(f"vmbuild {' '.join(args)} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
-    return took, r.stdout
 
 
 def changes(out: str) -> dict[str, int]:

@@ -37,7 +37,7 @@ class HostReport:
 
     @property
     def ok(self) -> bool:
-        return not self.error and all(r.ready and not r.errors and not r.problem for r in self.ready.values())
+        return not self.error and all(r.ok for r in self.ready.values())
 
 
 @dataclass(frozen=True)
@@ -159,9 +159,13 @@ def _up_host(hr: HostRun, inputs: Inputs, report: HostReport) -> None:
         _start_in_waves(hr, want, changes, accel, report)
         waited = [d for d in waited if d.vm.name not in report.ready]
     if opts.wait and opts.start and waited:
-        doms = {d.vm.name: (names.domain(hr.cluster, d.vm), d.seed.instance_id) for d in waited}
-        report.ready.update(wait_ready(hr.hv, doms, opts.timeout or TIMEOUTS[accel],
-                                       _serial_reader(hr.cluster, hr.hv), hr.say))
+        report.ready.update(_wait(hr, waited, accel))
+
+
+def _wait(hr: HostRun, vms: list, accel: Accel) -> dict[str, Readiness]:
+    """Each of VMS (desired VMs) ready, or why not, within the run's timeout."""
+    doms = {d.vm.name: (names.domain(hr.cluster, d.vm), d.seed.instance_id) for d in vms}
+    return wait_ready(hr.hv, doms, hr.options.timeout or TIMEOUTS[accel], _serial_reader(hr.cluster, hr.hv), hr.say)
 
 
 def _start_in_waves(hr: HostRun, want: DesiredHost, changes: list[Change], accel: Accel, report: HostReport) -> None:
@@ -177,11 +181,8 @@ def _start_in_waves(hr: HostRun, want: DesiredHost, changes: list[Change], accel
         for d in wave:
             hr.say(d.vm.name, "start", "")
             hr.hv.start_domain(names.domain(hr.cluster, d.vm))
-        doms = {d.vm.name: (names.domain(hr.cluster, d.vm), d.seed.instance_id) for d in wave}
-        report.ready.update(wait_ready(hr.hv, doms, hr.options.timeout or TIMEOUTS[accel],
-                                       _serial_reader(hr.cluster, hr.hv), hr.say))
-        if not all(report.ready[d.vm.name].ready and not report.ready[d.vm.name].errors
-                   and not report.ready[d.vm.name].problem for d in wave):
+        report.ready.update(_wait(hr, wave, accel))
+        if not all(report.ready[d.vm.name].ok for d in wave):
             rest = [d.vm.name for d in order[at + size:]]
             if rest:
                 report.kept.append(f"not started, after a wave with a VM not ready: {', '.join(rest)}; "

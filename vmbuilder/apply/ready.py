@@ -38,6 +38,11 @@ class Readiness:
     instance_id: str = ""
     problem: str = ""        # why it is not ready
 
+    @property
+    def ok(self) -> bool:
+        """Ready, with no cloud-init error and no problem."""
+        return self.ready and not self.errors and not self.problem
+
 
 def read_result(hv: Hypervisor, dom: str) -> tuple[dict | None, str]:
     """(cloud-init's result.json, instance-id) through the agent; (None, '') before cloud-init is done."""
@@ -105,7 +110,7 @@ def wait_ready(hv: Hypervisor, domains: dict[str, tuple[str, str]], timeout: flo
                                  f"within {AGENT_GRACE:.0f}s after that")
             if r.ready or r.problem:
                 r.seconds = time.monotonic() - started
-                progress(vm, "ready" if r.ready and not r.errors and not r.problem else "not ready",
+                progress(vm, "ready" if r.ok else "not ready",
                          f"{r.seconds:.0f}s" + (f", {len(r.errors)} cloud-init errors" if r.errors else ""))
                 del pending[vm]
         if pending and time.monotonic() - started > timeout:

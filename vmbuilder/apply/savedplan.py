@@ -28,7 +28,7 @@ class StalePlan(ConfirmationNeeded):
 def save(path: str, cluster: str, changes: list[Change]) -> None:
     """PATH holds CLUSTER's CHANGES, readable by its owner alone (it names the cluster's
     hosts and VMs), written whole or not at all."""
-    doc = {"format": FORMAT, "cluster": cluster, "changes": [_key(c.as_dict()) for c in changes]}
+    doc = {"format": FORMAT, "cluster": cluster, "changes": [dict(zip(KEYS, _row(c.as_dict()))) for c in changes]}
     tmp = Path(f"{path}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -55,16 +55,15 @@ def load(path: str, cluster: str) -> list[dict]:
     if not isinstance(changes, list) or not all(isinstance(c, dict) and all(isinstance(c.get(k), str) for k in KEYS)
                                                 for c in changes):
         raise bad("changes", "each change needs host, kind, name, action and detail as strings")
-    return [_key(c) for c in changes]
+    return [dict(zip(KEYS, _row(c))) for c in changes]
 
 
 def differences(approved: list[dict], now: list[Change], unplanned: dict[str, str]) -> list[str]:
     """What `up` would do now beyond the APPROVED changes (+), what of them it would no longer
     do (-), and the hosts it could not plan (UNPLANNED: host -> why); [] when they agree."""
-    seen = Counter(_row(_key(c.as_dict())) for c in now)
+    seen = Counter(_row(c.as_dict()) for c in now)
     wanted = Counter(_row(c) for c in approved)
-    return ([f"+ {_line(dict(zip(KEYS, r)))}" for r in sorted(seen - wanted)]
-            + [f"- {_line(dict(zip(KEYS, r)))}" for r in sorted(wanted - seen)]
+    return ([f"+ {_line(r)}" for r in sorted(seen - wanted)] + [f"- {_line(r)}" for r in sorted(wanted - seen)]
             + [f"! {h}: cannot be planned now: {why}" for h, why in sorted(unplanned.items())])
 
 
@@ -77,13 +76,11 @@ def refuse_if_stale(approved: list[dict], now: list[Change], unplanned: dict[str
             + ["nothing was changed; look at `vmbuild plan` again and save it anew (`plan -o`)"]))
 
 
-def _key(c: dict) -> dict:
-    return {k: c.get(k, "") for k in KEYS}
+def _row(c: dict) -> tuple[str, ...]:
+    """A change as the tuple of its KEYS (what two plans are compared by)."""
+    return tuple(c.get(k, "") for k in KEYS)
 
 
-def _row(c: dict) -> tuple:
-    return tuple(c[k] for k in KEYS)
-
-
-def _line(c: dict) -> str:
-    return f"{c['host']}: {c['action']} {c['kind']} {c['name']}" + (f" ({c['detail']})" if c["detail"] else "")
+def _line(row: tuple[str, ...]) -> str:
+    host, kind, name, action, detail = row
+    return f"{host}: {action} {kind} {name}" + (f" ({detail})" if detail else "")

@@ -101,9 +101,8 @@ def _confirm_losses(run: Run, skip: set[str]) -> None:
     """Terraform's contract: show what would go and ask; nothing changes without a yes."""
     from vmbuilder.errors import ConfirmationNeeded
 
-    planned = plan(replace(run, targets={h: t for h, t in run.targets.items() if h not in skip}))
-    lines = [f"{c.host}: {c.action} {c.kind} {c.name}" + (f" ({c.detail})" if c.detail else "")
-             for r in planned.values() if not isinstance(r, Exception) for c in losses(r)]
+    now, _ = _planned(run, skip)
+    lines = [f"{c.host}: {c.action} {c.kind} {c.name}" + (f" ({c.detail})" if c.detail else "") for c in losses(now)]
     if lines and not run.options.confirm(lines):
         raise ConfirmationNeeded("\n".join(["up would remove or rebuild:"] + [f"  {l}" for l in lines]
                                            + ["nothing was changed; `vmbuild up --yes` goes on without asking"]))
@@ -113,12 +112,19 @@ def _check_approved(run: Run, skip: set[str]) -> None:
     """A saved plan is applied only while it is what up would do on every host (a skipped
     host's approved changes count as no longer planned)."""
     from vmbuilder.apply import savedplan
+
+    now, unplanned = _planned(run, skip)
+    savedplan.refuse_if_stale(run.options.approved or [], now, unplanned)
+
+
+def _planned(run: Run, skip: set[str]) -> tuple[list[Change], dict[str, str]]:
+    """(every change up would make on the hosts not in SKIP, {host: why} for those it could
+    not plan)."""
     from vmbuilder.errors import host_line
 
     planned = plan(replace(run, targets={h: t for h, t in run.targets.items() if h not in skip}))
-    now = [c for r in planned.values() if not isinstance(r, Exception) for c in r]
-    unplanned = {h: host_line(h, r) for h, r in planned.items() if isinstance(r, Exception)}
-    savedplan.refuse_if_stale(run.options.approved or [], now, unplanned)
+    return ([c for r in planned.values() if not isinstance(r, Exception) for c in r],
+            {h: host_line(h, r) for h, r in planned.items() if isinstance(r, Exception)})
 
 
 def _absent(run: Run, vm) -> set[str]:

@@ -89,7 +89,7 @@ def print_up_result(cluster, result, as_json: bool) -> None:
                 click.echo("  run `vmbuild up` again to finish (it creates only what is missing), "
                            "or `vmbuild destroy` to remove what was made")
             for vm, rd in r.ready.items():
-                if rd.ready and not rd.errors and not rd.problem:
+                if rd.ok:
                     click.echo(f"  {vm}: ready in {rd.seconds:.0f}s")
                 else:
                     why = rd.problem or f"cloud-init reported {len(rd.errors)} errors: " + "; ".join(rd.errors)[:300]
