@@ -6,7 +6,8 @@ database, files on NFS, cron), a rolling `update --role web` to a new tarball (i
 volume swapped in by a restart of each web server, no rebuild) with a real upgrade and no
 failed request from a client inside the lab, `verify --host-failure hv1`
 (hv1's power cut with a logged-in client and a writer: the witnesses move the DB and moodledata
-to hv2 with no person acting), the old primary rebuilt as a replica, `db promote` back.
+to hv2 with no person acting), both hosts' power cut and back (the site returns by itself), the
+old primary rebuilt as a replica, `db promote` back.
 
 The client is the lab's own switch namespace (the LAN between the lab hosts) with an address
 on the front network: requests take the real path, client -> director -> web server -> client.
@@ -233,6 +234,82 @@ def test_losing_hv1_keeps_the_site_with_no_person_acting(lab):
     # a rebuild of the file's (old) primary would make a second writable one: refused
     code, out = run("rebuild", lab.path, "--lab", "--vm", "db1", "--json")
     assert code == 1 and "refusing to build db1 as a second writable primary" in out, out
+
+
+def until(pred, timeout, every=5.0):
+    """PRED true within TIMEOUT; a guest whose agent is not up yet (booting) is "not yet"."""
+    from vmbuilder.errors import HostError
+
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            if pred():
+                return True
+        except (HostError, AssertionError, subprocess.SubprocessError):
+            pass
+        if time.monotonic() >= end:
+            return False
+        time.sleep(every)
+
+
+def site_answers(lab) -> bool:
+    """Moodle's login page through the VIP, from the lab's LAN (the switch namespace)."""
+    cluster = next(iter(lab.hosts.values())).cluster
+    netns, bridge = lan.switch_netns(cluster), lan.switch_bridge(cluster, "front")
+    subprocess.run(["ip", "-n", netns, "addr", "replace", f"{CLIENT}/24", "dev", bridge], check=True)
+    res = subprocess.run(["ip", "netns", "exec", netns, "curl", "-s", "--max-time", "30", "--resolve",
+                          f"{SITE}:80:{VIP}", f"http://{SITE}/login/index.php"],
+                         capture_output=True, text=True, timeout=60)
+    return "logintoken" in res.stdout
+
+
+def db_state(lab, vm) -> str:
+    """'rw'/'ro' (MariaDB's read_only) and '+vip' when VM holds the DB service address."""
+    code, out, _ = lab.sh(vm, "mariadb -N -e 'SELECT @@read_only'; ip -4 -o addr show to 10.10.0.30/32")
+    lines = out.split("\n")
+    if code != 0 or lines[0].strip() not in ("0", "1"):
+        return "down"
+    return ("rw" if lines[0].strip() == "0" else "ro") + ("+vip" if any(l.strip() for l in lines[1:]) else "")
+
+
+def holds_file_vip(lab, vm) -> bool:
+    return bool(lab.sh(vm, "ip -4 -o addr show to 10.10.0.45/32")[1].strip())
+
+
+def diagnosis(lab, vm) -> str:
+    try:
+        return lab.sh(vm, "systemctl --no-pager --failed; journalctl -b --no-pager -n 15 -u mariadb "
+                          "-u vmbuild-db-guard -u vmbuild-file-guard -u apache2 2>&1 | tail -n 30")[1]
+    except Exception as e:   # a guest that never booted says so
+        return f"{vm}: {e}"
+
+
+def test_both_hosts_lose_power_and_the_site_comes_back_by_itself(lab):
+    """The power outage: both lab hosts stopped with every guest killed, then started again (a
+    host's boot). libvirtd starts the guests by itself (autostart); every db VM starts read-only,
+    the one the witness names (db2, since hv1's loss) opens again, file2 keeps moodledata, and
+    Moodle answers through the VIP again; nobody runs vmbuild."""
+    code, out = run("lab", "stop", lab.path)
+    assert code == 0, out
+    started = time.monotonic()
+    code, out = run("lab", "start", lab.path, "--ssh")
+    assert code == 0, out
+    # bounded, not timed: eight guests boot at once under emulation (the figure is printed)
+    assert until(lambda: site_answers(lab), 900), \
+        {vm: diagnosis(lab, vm) for vm in ("db2", "file2", "web2", "lb2")}
+    back = time.monotonic() - started
+    assert until(lambda: db_state(lab, "db2") == "rw+vip", 120), diagnosis(lab, "db2")
+    # the old primary stays read-only and never takes the address
+    assert until(lambda: db_state(lab, "db1") == "ro", 300), diagnosis(lab, "db1")
+    code, out, _ = lab.sh("db1", "/usr/local/sbin/vmbuild-db-guard show")
+    assert json.loads(out)["record"]["primary"] == "db2", out
+    assert until(lambda: holds_file_vip(lab, "file2"), 120), diagnosis(lab, "file2")
+    assert not holds_file_vip(lab, "file1")
+    # both web servers serve again: web1 came back too, its moodledata through file2
+    for web in ("web1", "web2"):
+        assert until(lambda: lab.sh(web, "curl -s -o /dev/null -w '%{http_code}' --max-time 30 "
+                                         "http://127.0.0.1/health.php")[1].strip() == "200", 300), diagnosis(lab, web)
+    print(f"\npower outage: both hosts started again, Moodle answered through the VIP {back:.0f} s later")
 
 
 def test_heal_the_old_primary_then_promote_it_back(lab):

@@ -71,6 +71,23 @@ def outage(log: str, cut: float) -> tuple[float, int, int]:
     return (back - cut if back is not None else float("inf")), len(after), len(failed)
 
 
+def failure_spans(log: str, cut: float, most: int = 6) -> str:
+    """When the requests after the cut failed, as runs of seconds from the cut ("0.4-24.1 s,
+    61.0-70.2 s"): one long outage and a site that keeps dropping out look alike in a total."""
+    after = [(float(t) - cut, r == "ok") for t, r in (l.split() for l in log.splitlines() if len(l.split()) == 2)
+             if float(t) >= cut]
+    spans: list[list[float]] = []
+    previous_ok = True
+    for t, ok in after:
+        if not ok:
+            if previous_ok:
+                spans.append([t, t])
+            spans[-1][1] = t
+        previous_ok = ok
+    text = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in spans[:most])
+    return text + (f" and {len(spans) - most} more" if len(spans) > most else "")
+
+
 def host_failure(cluster: Cluster, g: Guests, say: Say, host: str, admin_password: str | None = None) -> list[Check]:
     victims = [vm.name for vm in cluster.vms_on(host)]
     lvs = topology.lvs(cluster)
@@ -111,11 +128,13 @@ def host_failure(cluster: Cluster, g: Guests, say: Say, host: str, admin_passwor
         _, now, _ = g.sh(web, "date +%s.%N")
         cut = float(now.strip())
         time.sleep(WINDOW)
-        back, sent, failed = outage(probe.loop_log(g, 30), cut)
+        log = probe.loop_log(g, 30)
+        back, sent, failed = outage(log, cut)
+        spans = f" (failing {failure_spans(log, cut)} after the cut)" if failed else ""
         out.append(Check(f"{name}: the site answers again by itself", back <= SITE_BACK_WITHIN,
-                         f"{back:.1f} s without an answer from the cut, {failed} of {sent} requests failed"
+                         f"{back:.1f} s without an answer from the cut, {failed} of {sent} requests failed{spans}"
                          if back != float("inf") else f"no answer for good within {WINDOW} s of the cut "
-                         f"({failed} of {sent} requests failed)"))
+                         f"({failed} of {sent} requests failed{spans})"))
         out += _lost(g, web, cut)
         if browser is not None:
             status, page = browser.get("/my/")
