@@ -46,7 +46,10 @@ def sql_host(address: str) -> str:
 
 
 def cluster_networks(cluster: Cluster) -> tuple[str, ...]:
-    return tuple(sorted({str(cluster.networks[n.network].cidr) for v in cluster.vms for n in v.nics}))
+    # the networks' names first: asked once per VM, a text per NIC made a render grow with
+    # the square of the VMs
+    used = {n.network for v in cluster.vms for n in v.nics}
+    return tuple(sorted({str(cluster.networks[name].cidr) for name in used}))
 
 
 def db_clients(cluster: Cluster) -> tuple[str, ...]:
@@ -63,15 +66,16 @@ def moodledata_clients(cluster: Cluster) -> tuple[str, ...]:
     return addresses(topology.role_vms(cluster, "web"), cluster)
 
 
-def openings(cluster: Cluster, vm: VM) -> tuple[Opening, ...]:
-    """What VM's firewall lets in, besides replies, loopback, ICMP and DHCP."""
-    nets = cluster_networks(cluster)
+def openings(cluster: Cluster, vm: VM, nets: tuple[str, ...] | None = None) -> tuple[Opening, ...]:
+    """What VM's firewall lets in, besides replies, loopback, ICMP and DHCP (NETS: the
+    cluster's networks, when the caller asks for every VM's)."""
+    nets = cluster_networks(cluster) if nets is None else nets
     out = [Opening("node exporter (metrics)", "tcp", (9100,), nets)]
     source = topology.time_source(cluster)
     if source is not None and source.name == vm.name:
         out.append(Opening("time for the cluster (chrony)", "udp", (123,), nets))
-    lvs = topology.lvs(cluster)
-    if vm.role == "lb" and lvs:
+    lvs = topology.lvs(cluster) if vm.role == "lb" else None   # a look at every VM: only a director's
+    if lvs:
         peers = tuple(m.ip for m in lvs.directors if m.vm != vm.name)
         out.append(Opening("VRRP from the other directors", "vrrp", (), peers))
         out.append(Opening("HTTP to the VIP (LVS-DR: the director sees one direction only)", "tcp", (lvs.port,),

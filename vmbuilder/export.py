@@ -7,6 +7,7 @@ from pathlib import Path
 from vmbuilder.model import Accel, Cluster
 from vmbuilder.render import desired_host, names
 from vmbuilder.render.xmltools import to_string
+from vmbuilder.seed.templates import cluster_facts
 
 
 def _write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
@@ -21,8 +22,9 @@ def _write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
 def write_bundle(cluster: Cluster, out: Path, accel: Accel, secrets: dict | None = None) -> list[Path]:
     """Layout: OUT/<host>/{pools,networks,volumes,domains,seeds/<vm>}/..."""
     written: list[Path] = []
+    facts = cluster_facts(cluster)   # once for every host: what templates know of the whole cluster
     for host in cluster.hosts:
-        want = desired_host(cluster, host, accel, secrets)
+        want = desired_host(cluster, host, accel, secrets, facts)
         base = out / host
         for name, xml in want.pools:
             written.append(base / "pools" / f"{names.pool(cluster, name)}.xml")

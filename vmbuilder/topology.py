@@ -111,7 +111,8 @@ def time_source(cluster: Cluster) -> VM | None:
     """The VM that serves time to the others (settings.time_source, else the first VM): the
     cluster stays in step with itself even where no outside NTP server is reachable."""
     named = cluster.settings.get("time_source")
-    return next((vm for vm in cluster.vms if vm.name == named), cluster.vms[0] if cluster.vms else None)
+    first = cluster.vms[0] if cluster.vms else None
+    return first if named is None else next((vm for vm in cluster.vms if vm.name == named), first)
 
 
 def address_for(source: VM, client: VM) -> str | None:

@@ -7,7 +7,7 @@ lists concatenated) with the VM's own `cloud_init:` last, then dumped without al
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -77,6 +77,11 @@ class ClusterFacts:
     env: jinja2.Environment          # compiled templates are reused for every VM
     topology: Mapping[str, Any]      # who is the DB primary, the VIP and its members (see topology)
     shipped_roles: frozenset = frozenset()   # roles vmbuild ships a profile for: their template must exist
+    access: Mapping[str, Any] = field(default_factory=dict)   # who may reach the db and file servers
+    cluster_networks: tuple = ()     # every network's CIDR a VM of the cluster is on
+    # what was found once for the whole cluster (the shared context's line-break check): the
+    # same for every VM, so checking it per VM made rendering grow with the square of the VMs
+    memo: dict = field(default_factory=dict, compare=False, hash=False)
 
 
 def cluster_facts(cluster: Cluster, root: Path | None = None) -> ClusterFacts:
@@ -97,8 +102,16 @@ def cluster_facts(cluster: Cluster, root: Path | None = None) -> ClusterFacts:
     by_name = {p["name"]: p for p in peers}
     topo = roles.topology_facts(cluster, by_name)
     shipped = frozenset(p.stem for p in (paths.data_dir("profiles") / "roles").glob("*.yaml")) - {"base"}
+    reach = {"db_clients": [access.sql_host(a) for a in access.db_clients(cluster)],
+             "replication_clients": [access.sql_host(a) for a in access.replication_clients(cluster)],
+             "moodledata_clients": list(access.moodledata_clients(cluster)),
+             "pool_clients": {p.name: list(p.clients) for p in cluster.pools.values()}}
     return ClusterFacts(peers, by_role, index, networks, _environment(root or paths.data_dir("cloudinit")), topo,
-                        shipped)
+                        shipped, reach, access.cluster_networks(cluster))
+
+
+# the context's keys that are the same for every VM of the cluster (see ClusterFacts.memo)
+SHARED = ("cluster", "peers", "roles", "topology", "networks", "access")
 
 
 def _context(cluster: Cluster, vm: VM, secrets: Mapping[str, Any], facts: ClusterFacts) -> dict:
@@ -125,11 +138,8 @@ def _context(cluster: Cluster, vm: VM, secrets: Mapping[str, Any], facts: Cluste
             "vmbuild_image": image.recipe is not None,
             "networks": facts.networks,
             "ssh_authorized_keys": list(vm.ssh_authorized_keys),
-            "access": {"db_clients": [access.sql_host(a) for a in access.db_clients(cluster)],
-                       "replication_clients": [access.sql_host(a) for a in access.replication_clients(cluster)],
-                       "moodledata_clients": list(access.moodledata_clients(cluster)),
-                       "pool_clients": {p.name: list(p.clients) for p in cluster.pools.values()}},
-            "firewall": firewall.ruleset(access.openings(cluster, vm)) if cluster.settings.get("firewall", True) else None}
+            "access": facts.access,
+            "firewall": firewall.ruleset(access.openings(cluster, vm, facts.cluster_networks)) if cluster.settings.get("firewall", True) else None}
 
 
 def _code(cluster: Cluster, vm: VM) -> dict | None:
@@ -170,6 +180,15 @@ def _render_doc(env: jinja2.Environment, name: str, context: dict, vm: VM, requi
     return data
 
 
+def _shared_problem(ctx: dict, facts: ClusterFacts) -> str | None:
+    """The key path of a line break in the context every VM shares, found once per render
+    (with the VM's own part's skips: firewall is vmbuild's, multi-line; vars are free-form)."""
+    if "shared" not in facts.memo:
+        whole = dict({k: ctx[k] for k in SHARED}, peers=list(facts.peers))
+        facts.memo["shared"] = encode.multiline_value(whole, skip=("vars", "firewall"))
+    return facts.memo["shared"]
+
+
 def user_data(cluster: Cluster, vm: VM, secrets: Mapping[str, Any], root: Path | None = None,
               facts: ClusterFacts | None = None, hosts_block: bool = True) -> str:
     facts = facts or cluster_facts(cluster, root)
@@ -177,7 +196,8 @@ def user_data(cluster: Cluster, vm: VM, secrets: Mapping[str, Any], root: Path |
     ctx = _context(cluster, vm, secrets, facts)
     if not hosts_block:
         ctx["peers"] = []
-    bad = encode.multiline_value(ctx, skip=("vars", "firewall"))   # firewall: built by vmbuild, multi-line
+    bad = _shared_problem(ctx, facts) or encode.multiline_value({k: v for k, v in ctx.items() if k not in SHARED},
+                                                                skip=("vars", "firewall"))
     if bad is not None:
         raise InputError(Problem(cluster.source, 0, bad, f"for vm {vm.name}: holds a line break or control "
                                  "character; it would reach generated files"))
