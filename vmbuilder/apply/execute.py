@@ -169,9 +169,10 @@ def make_disks(hr: HostRun, want: DesiredHost, changes: list[Change]) -> None:
             _create(hr, d.witness.pool, c, lambda libpool, name, size=d.witness.size: hr.hv.create_volume(
                 libpool, name, to_string(blob_volume_xml(name, size)), f"{d.witness.role} witness"))
     for d in want.vms:
-        c = creates.get(f"{d.vm.boot_disk.pool}/{d.seed_volume.findtext('name')}")
+        seed = names.seed_volume(hr.cluster, d.vm)   # by name: the ISO is built only for a seed to create
+        c = creates.get(f"{d.vm.boot_disk.pool}/{seed}")
         if c is not None:
-            hr.say(d.vm.name, "seed", d.seed_volume.findtext("name"))
+            hr.say(d.vm.name, "seed", seed)
             _create(hr, d.vm.boot_disk.pool, c, lambda libpool, name, d=d: hr.hv.upload_bytes(
                 libpool, name, to_string(d.seed_volume), d.seed_iso, f"seed of {d.vm.name}"))
 

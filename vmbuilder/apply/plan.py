@@ -97,7 +97,7 @@ def needed_volumes(cluster: Cluster, want: DesiredHost) -> dict[tuple[str, str],
         needed[(d.vm.boot_disk.pool, names.base_volume(cluster, image))] = f"image {image.name}"
         for pool_name, xml in d.volumes:
             needed[(pool_name, xml.findtext("name"))] = f"disk of {d.vm.name}"
-        needed[(d.vm.boot_disk.pool, d.seed_volume.findtext("name"))] = f"seed of {d.vm.name}"
+        needed[(d.vm.boot_disk.pool, names.seed_volume(cluster, d.vm))] = f"seed of {d.vm.name}"
         if d.code is not None:
             needed[(d.vm.boot_disk.pool, names.code_volume(cluster, d.code.volume_key))] = f"code {d.code.name}"
         if d.witness is not None:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Mapping
 
 from lxml import etree
@@ -25,10 +26,20 @@ class DesiredVM:
     domain: etree._Element
     volumes: tuple[tuple[str, etree._Element], ...]   # (pool, volume XML) for each disk
     seed: SeedFiles
-    seed_iso: bytes
-    seed_volume: etree._Element
+    cluster: Cluster
     code: Any = None    # roles' Code the VM gets as a read-only volume (Moodle's tarball), or None
     witness: Any = None  # topology.Witness the VM shares with the other VMs of its role, or None
+
+    # The seed ISO is built when it is written (render, or up creating the seed volume), not
+    # for every VM a plan looks at: the plan compares the seed by its instance ID, and building
+    # ISOs was a third of a plan of a fleet.
+    @cached_property
+    def seed_iso(self) -> bytes:
+        return build_iso(self.seed.files())
+
+    @cached_property
+    def seed_volume(self) -> etree._Element:
+        return seed_volume_xml(self.cluster, self.vm, len(self.seed_iso))
 
 
 @dataclass(frozen=True)
@@ -47,14 +58,13 @@ def domain_type(accel: Accel) -> str:
 def desired_vm(cluster: Cluster, vm: VM, accel: Accel, secrets: Mapping | None = None,
                facts: ClusterFacts | None = None) -> DesiredVM:
     seed = seed_files(cluster, vm, secrets, facts=facts)
-    iso = build_iso(seed.files())
     code = roles.code_for(cluster, vm.role)
     witness = topology.witness(cluster, vm.role)
     return DesiredVM(
         vm=vm,
         domain=domain_xml(cluster, vm, domain_type(accel), seed_hash=seed.instance_id, code=code, witness=witness),
         volumes=tuple((d.pool, disk_volume_xml(cluster, vm, d)) for d in vm.disks),
-        seed=seed, seed_iso=iso, seed_volume=seed_volume_xml(cluster, vm, len(iso)), code=code, witness=witness)
+        seed=seed, cluster=cluster, code=code, witness=witness)
 
 
 def desired_host(cluster: Cluster, host: str, accel: Accel, secrets: Mapping | None = None,
