@@ -8,7 +8,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 DATA = ("profiles", "cloudinit", "images")
-SUFFIXES = (".yaml", ".j2", ".py")   # .py: scripts a role ships into its guests (cloudinit/db)
+SUFFIXES = (".yaml", ".j2", ".py", ".sh")   # .py, .sh: scripts a role ships into its guests
 
 
 class BuildWithData(build_py):

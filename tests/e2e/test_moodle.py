@@ -75,6 +75,10 @@ def test_cluster_comes_up_and_verify_passes(lab):
     # the site was installed once: the second web server joined it
     logs = {w: lab.sh(w, "grep -h 'vmbuild: ' /var/log/cloud-init-output.log")[1] for w in ("web1", "web2")}
     assert sum("installing Moodle" in t for t in logs.values()) == 1, logs
+    # each web server built the login page's caches (strings, theme CSS, the AMD bundle) itself
+    warmed = [l for t in logs.values() for l in t.splitlines() if "first pages warmed" in l]
+    print("\n" + "\n".join(warmed))
+    assert len(warmed) == 2 and all("login page HTTP 200" in l for l in warmed), logs
     # the admin's password is the owner's to read, from the hosts
     code, password = run("secret", lab.path, "moodle_admin", "--lab")
     assert code == 0 and len(password.strip()) >= 24

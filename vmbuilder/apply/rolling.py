@@ -18,7 +18,7 @@ from vmbuilder.apply.context import Progress as Say, Run
 from vmbuilder.apply.lock import cluster_lock
 from vmbuilder.apply.plan import Kind
 from vmbuilder.apply.up import converge_locked, inputs_of, plan, rebuild_locked
-from vmbuilder.errors import InputError, OperationError, Problem
+from vmbuilder.errors import HostError, InputError, OperationError, Problem
 from vmbuilder.topology import Lvs, Member
 from vmbuilder.verify.guests import Guests
 from vmbuilder.lvs import holder, set_drained, wait_for
@@ -103,6 +103,25 @@ def wait_out_of_maintenance(g: Guests, webs: list[str], host: str, timeout: floa
             done.result()
 
 
+WARM = "/usr/local/sbin/vmbuild-moodle-warm"
+
+
+def warm_first_pages(g: Guests, webs: list[str]) -> None:
+    """The stylesheets and scripts of the login page built behind the gate (cloudinit/web's
+    vmbuild-moodle-warm): an upgrade gave them a new revision, and under emulation the first
+    client would wait half a minute for them. Each server on its own CPU, at once; a server
+    whose seed predates the script, or a failure, leaves them to the first clients."""
+    def warm(vm: str) -> None:
+        try:
+            g.sh(vm, f"test -x {WARM} && timeout 900 {WARM}", timeout=960)
+        except HostError:   # the guest agent gave up: the caches are the first clients' to build
+            pass
+
+    with ThreadPoolExecutor(max_workers=len(webs)) as pool:
+        for done in [pool.submit(warm, vm) for vm in webs]:
+            done.result()
+
+
 GATE = "/etc/apache2/vmbuild-gate"
 
 
@@ -135,6 +154,7 @@ def leave_maintenance(g: Guests, webs: list[str], site_host: str | None) -> None
         set_gate(g, webs, closed=True)
         moodle_cli(g, webs[0], "maintenance.php --disable")
         wait_out_of_maintenance(g, webs, site_host)
+        warm_first_pages(g, webs)
     finally:
         set_gate(g, webs, closed=False)
 
