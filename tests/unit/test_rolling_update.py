@@ -1,6 +1,12 @@
-"""Draining a web server for the rolling update (vmbuilder/apply/rolling.py): a server is idle
-only after a quiet spell with no open or opening connection to it in the VIP holder's IPVS table."""
+"""The rolling update (vmbuilder/apply/rolling.py) with stand-in guests: draining (a server is
+idle only after a quiet spell with no open or opening connection to it in the VIP holder's
+IPVS table), and the failure path (a web server whose new code fails its health check goes
+back to the previous release with those updated before it, and maintenance mode goes off,
+the database never upgraded)."""
+import pytest
+
 from vmbuilder.apply import rolling
+from vmbuilder.errors import OperationError
 
 
 TABLE = """IPVS connection entries
@@ -49,3 +55,90 @@ def test_a_drained_server_is_idle_only_after_a_quiet_spell(monkeypatch):
     d = Director([empty, TABLE, empty])
     rolling.wait_idle(d, lvs, web1, timeout=30, quiet=1.0)
     assert d.looks >= 4          # the connection seen reset the quiet spell
+
+
+
+class Tier:
+    """Web servers behind no directors; each serves the release it runs, `bad` fails health."""
+
+    def __init__(self, webs, bad=()):
+        self.release = {w: "old" for w in webs}
+        self.bad = set(bad)
+        self.ran = []
+
+    def sh(self, vm, cmd, timeout=60):
+        if "maintenance.php --enable" in cmd:
+            self.ran.append("maintenance on")
+        elif "maintenance.php --disable" in cmd:
+            self.ran.append("maintenance off")
+        elif "upgrade.php" in cmd:
+            self.ran.append("upgrade")
+        elif "health.php" in cmd:
+            ok = not (self.release[vm] == "new" and vm in self.bad)
+            return 0, "200" if ok else "500", ""
+        return 0, "", ""
+
+    def hv(self, vm):
+        return None
+
+    def apply(self, vm):
+        self.ran.append(f"apply {vm}")
+        self.release[vm] = "new"
+
+    def rollback(self, vm):
+        self.ran.append(f"rollback {vm}")
+        self.release[vm] = "old"
+        return True
+
+
+@pytest.fixture(autouse=True)
+def quick(monkeypatch):
+    monkeypatch.setattr(rolling, "HEALTHY_WITHIN", 0.5)
+    monkeypatch.setattr(rolling, "wait_for", lambda what, test, timeout, every=1.0:
+                        0.0 if test() else (_ for _ in ()).throw(OperationError(f"{what}: not after {timeout:.0f}s")))
+
+
+def run(tier, webs):
+    said = []
+    timings = rolling.rolling_update(tier, None, webs, tier.apply, lambda vm, step, d: said.append((vm, step)),
+                                     None, tier.rollback)
+    return timings, said
+
+
+def test_every_server_in_turn_then_the_upgrade_once():
+    tier = Tier(["web1", "web2"])
+    timings, said = run(tier, ["web1", "web2"])
+    assert tier.ran == ["maintenance on", "apply web1", "apply web2", "upgrade", "maintenance off"]
+    assert set(timings) == {"web1", "web2"} and tier.release == {"web1": "new", "web2": "new"}
+
+
+def test_a_server_failing_on_the_new_code_rolls_it_and_those_before_it_back():
+    tier = Tier(["web1", "web2", "web3"], bad={"web2"})
+    with pytest.raises(OperationError) as e:
+        run(tier, ["web1", "web2", "web3"])
+    # web2 first (it is drained already), then web1; web3 never touched; no upgrade
+    assert tier.ran == ["maintenance on", "apply web1", "apply web2", "rollback web2", "rollback web1",
+                        "maintenance off"]
+    assert tier.release == {"web1": "old", "web2": "old", "web3": "old"}
+    msg = str(e.value)
+    assert msg.startswith("web2: the update failed") and "rolled back (web2, web1)" in msg
+    assert "previous release, out of maintenance mode" in msg and "not upgraded" in msg
+
+
+def test_a_rollback_that_fails_says_what_state_is_left_and_how_to_go_on():
+    tier = Tier(["web1", "web2"], bad={"web1"})
+
+    def broken(vm):
+        raise OperationError(f"{vm}: not booted 900 s after its rollback")
+    tier.rollback = broken
+    with pytest.raises(OperationError) as e:
+        run(tier, ["web1", "web2"])
+    msg = str(e.value)
+    assert "and so did its rollback" in msg and "in maintenance mode" in msg and "`vmbuild update` again" in msg
+    assert "maintenance off" not in tier.ran and "upgrade" not in tier.ran
+
+
+def test_without_a_rollback_the_failure_is_raised_as_it_was():
+    tier = Tier(["web1"], bad={"web1"})
+    with pytest.raises(OperationError, match="health page: not after"):
+        rolling.rolling_update(tier, None, ["web1"], tier.apply, lambda *a: None)

@@ -16,7 +16,10 @@ from typing import Callable
 from vmbuilder import moodlesite, topology
 from vmbuilder.apply.context import Progress as Say, Run
 from vmbuilder.apply.lock import cluster_lock
-from vmbuilder.apply.plan import Kind
+from vmbuilder.apply.plan import Action, Kind
+from vmbuilder.apply.rehearse import wait_back
+from vmbuilder.hypervisor.connection import Hypervisor
+from vmbuilder.render import names
 from vmbuilder.apply.up import converge_locked, inputs_of, plan, rebuild_locked
 from vmbuilder.errors import HostError, InputError, OperationError, Problem
 from vmbuilder.topology import Lvs, Member
@@ -159,17 +162,26 @@ def leave_maintenance(g: Guests, webs: list[str], site_host: str | None) -> None
         set_gate(g, webs, closed=False)
 
 
+# a web server given new code serves within this long of being ready, or the code is bad
+HEALTHY_WITHIN = 300.0
+
+
 def rolling_update(g: Guests, lvs: Lvs | None, webs: list[str], apply: Callable[[str], None], say: Say,
-                   site_host: str | None = None) -> dict:
+                   site_host: str | None = None, rollback: Callable[[str], bool] | None = None) -> dict:
     """Update WEBS one by one; APPLY(vm) gives one VM what the file says now (a restart with
     its new code volume, or a rebuild when its seed changed) and returns when it is ready.
-    SITE_HOST: the name Moodle answers by (its wwwroot's), to see it out of maintenance."""
+    SITE_HOST: the name Moodle answers by (its wwwroot's), to see it out of maintenance.
+    ROLLBACK(vm) puts a VM back on what it ran before (False: nothing to go back to). When a
+    server fails its update, it and those updated before it go back, one at a time, and
+    maintenance mode goes off: the site serves the previous release (the database was not
+    upgraded yet: that comes after the last server)."""
     members = {m.vm: m for m in (lvs.real_servers if lvs else ())}
     moodle = moodle_installed(g, webs[0])
     say(webs[0], "moodle", "maintenance mode on" if moodle else "Moodle's code is not installed: no maintenance mode")
     if moodle:
         moodle_cli(g, webs[0], "maintenance.php --enable")
     timings = {}
+    done: list[str] = []
     for vm in webs:
         rs = members.get(vm)
         started = time.monotonic()
@@ -179,19 +191,55 @@ def rolling_update(g: Guests, lvs: Lvs | None, webs: list[str], apply: Callable[
             wait_idle(g, lvs, rs)
         else:
             say(vm, "drain", "not behind the directors (no address on the VIP's network)")
-        apply(vm)
-        waited = wait_healthy(g, vm, lvs.port if lvs else 80)
+        try:
+            apply(vm)
+            waited = wait_healthy(g, vm, lvs.port if lvs else 80, HEALTHY_WITHIN)
+        except OperationError as e:
+            if rollback is None:
+                raise
+            say(vm, "failed", str(e)[:300])
+            _roll_back(g, lvs, members, [vm] + done[::-1], rollback, say, moodle, webs, site_host, vm, e)
         say(vm, "health", f"health page answers (after {waited:.0f}s)")
         if rs:
             set_drained(g, lvs, rs, False)
             say(vm, "restore", "back in service on the directors")
         timings[vm] = round(time.monotonic() - started, 1)
+        done.append(vm)
     if moodle:
         moodle_cli(g, webs[0], "upgrade.php --non-interactive")
         say(webs[0], "moodle", "upgraded; warming each web server's caches behind its gate")
         leave_maintenance(g, webs, site_host)
         say(webs[0], "moodle", "maintenance mode off")
     return timings
+
+
+def _roll_back(g: Guests, lvs: Lvs | None, members: dict, order: list[str], rollback: Callable[[str], bool],
+               say: Say, moodle: bool, webs: list[str], site_host: str | None, failed: str, why: Exception) -> None:
+    """ORDER (the failed server, drained, first) back on the previous release, each healthy and
+    back in service, then maintenance mode off. Always raises: the update failed."""
+    back = []
+    try:
+        for vm in order:
+            rs = members.get(vm)
+            if rs and vm != failed:
+                set_drained(g, lvs, rs, True)
+                wait_idle(g, lvs, rs)
+            if rollback(vm):
+                wait_healthy(g, vm, lvs.port if lvs else 80, HEALTHY_WITHIN)
+                back.append(vm)
+                say(vm, "rolled back", "the previous release again, health page answers")
+            if rs:
+                set_drained(g, lvs, rs, False)
+        if moodle:
+            leave_maintenance(g, webs, site_host)
+    except OperationError as e:
+        raise OperationError(f"{failed}: the update failed ({str(why)[:200]}), and so did its rollback: {e}; "
+                             f"rolled back so far: {', '.join(back) or 'none'}; Moodle is "
+                             f"{'in maintenance mode' if moodle else 'not installed'}. Fix the cause, then run "
+                             f"`vmbuild update` again (or `up`)") from e
+    raise OperationError(f"{failed}: the update failed ({str(why)[:200]}); rolled back "
+                         f"({', '.join(back) or 'nothing to roll back'}): every web server serves the previous "
+                         f"release{', out of maintenance mode' if moodle else ''}; the database was not upgraded")
 
 
 def update(run: Run, role: str) -> tuple[dict, list[dict]]:
@@ -221,8 +269,13 @@ def update(run: Run, role: str) -> tuple[dict, list[dict]]:
             result = rebuild_locked(replace(run, options=replace(run.options, rebuild=frozenset({vm}))), inputs)
         else:
             # a new code volume changes the definition alone: a restart swaps it in (seconds of
-            # shutdown and a boot), no fresh root disk and no cloud-init run again
+            # shutdown and a boot), no fresh root disk and no cloud-init run again. The old
+            # definition is kept for a rollback (its volume stays on the pool: `up` never
+            # deletes a volume)
             say(vm, str(change.action), change.detail)
+            if change.action is Action.RESTART:
+                with Hypervisor(host, run.targets[host].uri) as hv:
+                    previous[vm] = hv.domain_xml(names.domain(cluster, cluster.vm(vm)))
             result = converge_locked(run, frozenset({vm}), inputs)
         problems = [f"{r.host}: {r.error}" for r in result.reports if r.error] + [
             f"{name}: {rd.problem or '; '.join(rd.errors) or 'not ready'}" for r in result.reports
@@ -231,11 +284,34 @@ def update(run: Run, role: str) -> tuple[dict, list[dict]]:
             raise OperationError(f"{vm}: update failed ({'; '.join(problems)[:300]}); it stays drained, "
                                  f"the other web servers serve")
 
+    def rollback(g: Guests, vm: str) -> bool:
+        """VM on its definition from before the update again (its previous code volume), restarted."""
+        xml = previous.pop(vm, None)
+        if xml is None:
+            return False
+        host, libname = cluster.vm(vm).host, names.domain(cluster, cluster.vm(vm))
+        say(vm, "rollback", "its previous definition (the previous code volume), restarted")
+        with Hypervisor(host, run.targets[host].uri) as hv:
+            hv.define_domain(libname, xml)
+            if hv.domain_active(libname):
+                hv.ask_shutdown(libname)
+                deadline = time.monotonic() + run.options.restart_grace
+                while hv.domain_active(libname) and time.monotonic() < deadline:
+                    time.sleep(1)
+                if hv.domain_active(libname):
+                    hv.force_off(libname)
+            hv.start_domain(libname)
+        if not wait_back(g, vm, 900):
+            raise OperationError(f"{vm}: not booted 900 s after its rollback")
+        return True
+
+    previous: dict[str, str] = {}
     with cluster_lock(cluster, "update", run.targets):
         # the new images and code first (a new Moodle release is installed natively to make
         # its volume: minutes), while every web server still serves and before maintenance mode
         inputs = inputs_of(run)
         with Guests(cluster, {h: t.uri for h, t in run.targets.items()}) as g:
             site = moodlesite.site(cluster)
-            timings = rolling_update(g, topology.lvs(cluster), vms, apply, say, site.host if site else None)
+            timings = rolling_update(g, topology.lvs(cluster), vms, apply, say, site.host if site else None,
+                                     lambda vm: rollback(g, vm))
     return timings, steps
