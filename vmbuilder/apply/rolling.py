@@ -166,15 +166,22 @@ def leave_maintenance(g: Guests, webs: list[str], site_host: str | None) -> None
 HEALTHY_WITHIN = 300.0
 
 
+class UpgradeFailed(OperationError):
+    """Moodle's upgrade failed after every web server took the new release: no way back (the
+    database may be half upgraded), maintenance mode stays on; `update --resume` goes on."""
+
+
 def rolling_update(g: Guests, lvs: Lvs | None, webs: list[str], apply: Callable[[str], None], say: Say,
-                   site_host: str | None = None, rollback: Callable[[str], bool] | None = None) -> dict:
+                   site_host: str | None = None, rollback: Callable[[str], bool] | None = None,
+                   kept: frozenset[str] = frozenset()) -> dict:
     """Update WEBS one by one; APPLY(vm) gives one VM what the file says now (a restart with
     its new code volume, or a rebuild when its seed changed) and returns when it is ready.
     SITE_HOST: the name Moodle answers by (its wwwroot's), to see it out of maintenance.
     ROLLBACK(vm) puts a VM back on what it ran before (False: nothing to go back to). When a
     server fails its update, it and those updated before it go back, one at a time, and
     maintenance mode goes off: the site serves the previous release (the database was not
-    upgraded yet: that comes after the last server)."""
+    upgraded yet: that comes after the last server). KEPT: servers that run what the file says
+    already (a resumed update): left in service as they are."""
     members = {m.vm: m for m in (lvs.real_servers if lvs else ())}
     moodle = moodle_installed(g, webs[0])
     say(webs[0], "moodle", "maintenance mode on" if moodle else "Moodle's code is not installed: no maintenance mode")
@@ -183,6 +190,9 @@ def rolling_update(g: Guests, lvs: Lvs | None, webs: list[str], apply: Callable[
     timings = {}
     done: list[str] = []
     for vm in webs:
+        if vm in kept:
+            say(vm, "kept", "runs what the file says already: left in service")
+            continue
         rs = members.get(vm)
         started = time.monotonic()
         if rs:
@@ -206,7 +216,14 @@ def rolling_update(g: Guests, lvs: Lvs | None, webs: list[str], apply: Callable[
         timings[vm] = round(time.monotonic() - started, 1)
         done.append(vm)
     if moodle:
-        moodle_cli(g, webs[0], "upgrade.php --non-interactive")
+        try:
+            moodle_cli(g, webs[0], "upgrade.php --non-interactive")
+        except OperationError as e:
+            # past the point of going back: the database may hold part of the new schema, which
+            # the previous release cannot serve; the site stays in maintenance mode
+            raise UpgradeFailed(f"{webs[0]}: Moodle's upgrade failed: {str(e)[:300]}; every web server runs "
+                                f"the new release, Moodle stays in maintenance mode (its database may be half "
+                                f"upgraded: no rollback)") from e
         say(webs[0], "moodle", "upgraded; warming each web server's caches behind its gate")
         leave_maintenance(g, webs, site_host)
         say(webs[0], "moodle", "maintenance mode off")
@@ -242,9 +259,11 @@ def _roll_back(g: Guests, lvs: Lvs | None, members: dict, order: list[str], roll
                          f"release{', out of maintenance mode' if moodle else ''}; the database was not upgraded")
 
 
-def update(run: Run, role: str) -> tuple[dict, list[dict]]:
+def update(run: Run, role: str, resume: bool = False) -> tuple[dict, list[dict]]:
     """`vmbuild update --role ROLE`: (seconds per VM, every step said) of a rolling update,
-    under the cluster lock."""
+    under the cluster lock. RESUME: after a failed upgrade (or an update cut short), the
+    servers that run what the file says already are kept as they are, not rebuilt; the rest,
+    the upgrade and maintenance mode's end follow."""
     cluster = run.cluster
     vms = [v.name for v in topology.role_vms(cluster, role)]
     if not vms:
@@ -312,6 +331,14 @@ def update(run: Run, role: str) -> tuple[dict, list[dict]]:
         inputs = inputs_of(run)
         with Guests(cluster, {h: t.uri for h, t in run.targets.items()}) as g:
             site = moodlesite.site(cluster)
+            kept = frozenset(vm for vm in vms if resume and _current(run, vm))
             timings = rolling_update(g, topology.lvs(cluster), vms, apply, say, site.host if site else None,
-                                     lambda vm: rollback(g, vm))
+                                     lambda vm: rollback(g, vm), kept)
     return timings, steps
+
+
+def _current(run: Run, vm: str) -> bool:
+    """VM runs what the file says: its host's plan has no change of its domain."""
+    host = run.cluster.vm(vm).host
+    changes = plan(run).get(host, [])
+    return not isinstance(changes, Exception) and not any(c.kind == Kind.DOMAIN and c.name == vm for c in changes)

@@ -15,6 +15,7 @@ brackets it when Moodle is installed.
 Examples:
   vmbuild update moodle.yaml --role web
   vmbuild update profiles/clusters/moodle.yaml --lab --role web --json
+  vmbuild update moodle.yaml --role web --resume   # after a failed upgrade: upgrade again, maintenance off
 """
 
 EXAMPLES_PROMOTE = """\b
@@ -29,13 +30,20 @@ Then set `settings: {db_primary: db2}` in the file, so rebuilt VMs agree.
 @lab_option
 @click.option("--role", "role", required=True, type=click.Choice(["web"]),
               help="The tier to update (web: behind the LVS directors, one server at a time).")
+@click.option("--resume", is_flag=True,
+              help="Go on with an update that stopped (a failed upgrade): servers already on what the file "
+                   "says are kept, not rebuilt; then the upgrade and maintenance mode's end.")
 @json_option
-def update(file: str, lab: bool, role: str, as_json: bool) -> None:
+def update(file: str, lab: bool, role: str, resume: bool, as_json: bool) -> None:
     """Rolling update of a tier of FILE with no failed client request."""
-    from vmbuilder.apply.rolling import update as roll
+    from vmbuilder.apply.rolling import UpgradeFailed, update as roll
 
     run = open_run(file, lab, quiet=as_json)
-    timings, steps = roll(run, role)
+    try:
+        timings, steps = roll(run, role, resume)
+    except UpgradeFailed as e:
+        raise UpgradeFailed(f"{e}. Fix the cause, then `vmbuild update {file}{' --lab' if lab else ''} --role {role} "
+                            f"--resume` runs the upgrade again and ends maintenance mode") from e
     if as_json:
         click.echo(json.dumps({"cluster": run.cluster.name, "ok": True, "seconds": timings, "steps": steps}, indent=2))
     else:
