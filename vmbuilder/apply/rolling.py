@@ -68,12 +68,21 @@ def wait_idle(g: Guests, lvs: Lvs, rs: Member, timeout: float = 120.0, quiet: fl
         time.sleep(0.5)
 
 
-def wait_healthy(g: Guests, vm: str, port: int, timeout: float = 600.0) -> float:
+def wait_healthy(g: Guests, vm: str, port: int, timeout: float = 600.0, site_host: str | None = None) -> float:
+    """Until VM's health page answers (PHP reaches the database, moodledata writable) and, with
+    SITE_HOST, Moodle's own code runs: its login page answers as a page or as the maintenance
+    page (200, 303, 503), never a PHP error (500) or nothing. vmbuild's health page does not
+    run Moodle's code: a broken release would pass it."""
+    page = "" if not site_host else (
+        f" && curl -s -o /dev/null --max-time 60 -w ' %{{http_code}}' -H {shlex.quote('Host: ' + site_host)} "
+        f"http://127.0.0.1:{port}/login/index.php")
+
     def ok() -> bool:
-        code, out, _ = g.sh(vm, f"curl -s -o /dev/null --max-time 10 -w '%{{http_code}}' http://127.0.0.1:{port}/health.php",
-                            timeout=30)
-        return code == 0 and out.strip() == "200"
-    return wait_for(f"{vm}: health page", ok, timeout, every=3.0)
+        code, out, _ = g.sh(vm, f"curl -s -o /dev/null --max-time 10 -w '%{{http_code}}' "
+                                f"http://127.0.0.1:{port}/health.php{page}", timeout=90)
+        codes = out.split()
+        return code == 0 and codes[:1] == ["200"] and (not site_host or codes[1:] in (["200"], ["303"], ["503"]))
+    return wait_for(f"{vm}: health page" + (" and Moodle's login page" if site_host else ""), ok, timeout, every=3.0)
 
 
 def moodle_installed(g: Guests, vm: str) -> bool:
@@ -203,7 +212,7 @@ def rolling_update(g: Guests, lvs: Lvs | None, webs: list[str], apply: Callable[
             say(vm, "drain", "not behind the directors (no address on the VIP's network)")
         try:
             apply(vm)
-            waited = wait_healthy(g, vm, lvs.port if lvs else 80, HEALTHY_WITHIN)
+            waited = wait_healthy(g, vm, lvs.port if lvs else 80, HEALTHY_WITHIN, site_host if moodle else None)
         except OperationError as e:
             if rollback is None:
                 raise
@@ -242,7 +251,7 @@ def _roll_back(g: Guests, lvs: Lvs | None, members: dict, order: list[str], roll
                 set_drained(g, lvs, rs, True)
                 wait_idle(g, lvs, rs)
             if rollback(vm):
-                wait_healthy(g, vm, lvs.port if lvs else 80, HEALTHY_WITHIN)
+                wait_healthy(g, vm, lvs.port if lvs else 80, HEALTHY_WITHIN, site_host if moodle else None)
                 back.append(vm)
                 say(vm, "rolled back", "the previous release again, health page answers")
             if rs:
