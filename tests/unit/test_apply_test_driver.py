@@ -16,7 +16,7 @@ from vmbuilder.apply.context import HostRun, Options, Run
 from vmbuilder.apply.lock import local_lock
 from vmbuilder.apply.plan import diff, observe_for, rebuild_volumes, restrict
 from vmbuilder.apply.preflight import check_host
-from vmbuilder.apply.teardown import destroy_host
+from vmbuilder.apply.teardown import destroy_host, plan_host
 from vmbuilder.hypervisor.observe import observe
 from vmbuilder.hypervisor.targets import Target
 from vmbuilder.cli.main import cli
@@ -195,6 +195,24 @@ def test_destroy_removes_ours_keeps_data_and_foreign_objects(conn, cluster):
         out = destroy_host(_hr(hv, cluster, wipe_data=True))
     assert "pool local" in out.removed
     assert "local" not in [p.name() for p in conn.listAllStoragePools()]
+
+
+def test_destroy_dry_run_lists_what_destroy_then_does_and_touches_nothing(conn, cluster):
+    _build_like_up(cluster, conn)
+    pool = conn.storagePoolLookupByName(names.pool(cluster, "local"))
+    pool.createXML("<volume><name>someone-elses.img</name><capacity>1</capacity></volume>", 0)
+    for wipe in (False, True, True):   # data kept; then data asked for; then theirs alone is left
+        if wipe and len(pool.listVolumes()) == 1:
+            pool.storageVolLookupByName("someone-elses.img").delete(0)
+        with Hypervisor("hv1", URI) as hv:
+            planned = plan_host(_hr(hv, cluster, wipe_data=wipe))
+            assert hv.mutations == 0
+        with Hypervisor("hv1", URI) as hv:
+            done = destroy_host(_hr(hv, cluster, wipe_data=wipe))
+        assert sorted(planned.removed) == sorted(done.removed), (wipe, planned.removed, done.removed)
+        assert sorted(planned.kept) == sorted(done.kept), (wipe, planned.kept, done.kept)
+        assert planned.removed or planned.kept
+    assert "pool local" in done.removed
 
 
 def test_accel_choice_never_pretends_kvm(conn, cluster):

@@ -7,7 +7,7 @@ runs a guest on it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from vmbuilder import ownership, topology
 from vmbuilder.apply.context import HostRun, Run
@@ -137,6 +137,20 @@ def remove_domains(hr: HostRun, grace: float = 0.0) -> list[str]:
     return removed
 
 
+def _volume_fates(pool_name: str, volnames, wanted: set[str], keep: set[str], extra) -> tuple[list[str], list[str]]:
+    """Of one pool's VOLNAMES: (those to delete, a note per one kept). The one rule for
+    destroy and its dry run: WANTED (and what EXTRA says is ours) goes, except KEEP."""
+    delete, kept = [], []
+    for volname in volnames:
+        if volname not in wanted and not extra(volname):
+            continue
+        if volname in keep:
+            kept.append(f"volume {pool_name}/{volname} (holds data; --wipe-data removes it)")
+        else:
+            delete.append(volname)
+    return delete, kept
+
+
 def delete_volumes(hr: HostRun, pool_name: str, wanted: set[str], keep: set[str], out: Removal,
                    extra=lambda name: False) -> None:
     """Delete the WANTED volumes of one pool (and those EXTRA says are ours), except KEEP."""
@@ -144,12 +158,9 @@ def delete_volumes(hr: HostRun, pool_name: str, wanted: set[str], keep: set[str]
     with hr.shared_pool(pool_name):
         if not hr.cluster.pools[pool_name].shared:
             hv.refresh_pool(libpool)
-        for volname in hv.volumes(libpool):
-            if volname not in wanted and not extra(volname):
-                continue
-            if volname in keep:
-                out.kept.append(f"volume {pool_name}/{volname} (holds data; --wipe-data removes it)")
-                continue
+        delete, kept = _volume_fates(pool_name, hv.volumes(libpool), wanted, keep, extra)
+        out.kept += kept
+        for volname in delete:
             hv.delete_volume(libpool, volname)
             out.removed.append(f"volume {pool_name}/{volname}")
 
@@ -194,6 +205,52 @@ def destroy_host(hr: HostRun, cleared: set[str] | None = None) -> Removal:
     return out
 
 
+def plan_host(hr: HostRun, cleared: set[str] | None = None) -> Removal:
+    """What destroy_host would remove and keep on this host, from one look, touching nothing
+    (`destroy --dry-run`, and what `destroy` shows before it asks). CLEARED as for destroy_host;
+    a whole destroy clears every host's domains first."""
+    hv, cluster = hr.hv, hr.cluster
+    out = Removal()
+    seen = observe(hv, cluster, pool_names=cluster.pools)
+    held = set().union(*(ownership.data_volumes(d.mark) for d in seen.domains.values()))
+    out.removed += [f"domain {d.libname}" for d in seen.domains.values()]
+    after = replace(seen, domains={})   # destroy_host looks again once the domains are gone
+    keep = set() if hr.options.wipe_data else _keep_volumes(cluster) | held
+    cleared = cleared if cleared is not None else {hv.host}
+    wanted = _our_volume_names(cluster, hv.host, after, cleared)
+    gone: dict[str, set[str]] = {}
+    for pool_name in sorted({p for p, _ in wanted}):
+        pool = seen.pools.get(pool_name)
+        if pool is None:
+            continue
+        if not pool.active:
+            out.kept.append(f"pool {pool_name} is not running: destroy starts it and removes our volumes in it")
+            continue
+        ours_entirely = pool.ours and pool_name not in _busy_shared_pools(cluster, cleared)
+        delete, kept = _volume_fates(pool_name, sorted(pool.volumes), {v for p, v in wanted if p == pool_name},
+                                     {v for p, v in keep if p == pool_name},
+                                     lambda v: ours_entirely and v.startswith(_base_prefixes(cluster)))
+        gone[pool_name] = set(delete)
+        out.removed += [f"volume {pool_name}/{v}" for v in delete]
+        out.kept += kept
+    out.removed += [f"network {net.libname}" for net in seen.networks.values()]
+    for pool_name, pool in seen.pools.items():
+        if not pool.ours or not pool.active:
+            continue
+        left = sorted(pool.volumes - gone.get(pool_name, set()))
+        if left:
+            out.kept.append(f"pool {pool_name} (still holds {', '.join(left[:5])})")
+        else:
+            out.removed.append(f"pool {pool.libname}")
+    _secrets(hr, out, act=False)
+    return out
+
+
+def dry_run(run: Run) -> dict[str, Removal | Exception]:
+    """Every host's plan_host as a whole destroy would do it: every host's domains gone first."""
+    return run.each_host(lambda hr: plan_host(hr, set(run.targets)))
+
+
 def destroy(run: Run) -> dict[str, Removal | Exception]:
     """Every host's guests first, then the rest of each host that got that far."""
     with cluster_lock(run.cluster, "destroy", run.targets):
@@ -216,9 +273,9 @@ def _destroy(run: Run) -> dict[str, Removal | Exception]:
     return results
 
 
-def _secrets(hr: HostRun, out: Removal) -> None:
+def _secrets(hr: HostRun, out: Removal, act: bool = True) -> None:
     """The generated passwords go with the data they open: kept data disks still hold a
-    database made with them, so only --wipe-data removes them."""
+    database made with them, so only --wipe-data removes them (ACT false: only said)."""
     from vmbuilder.apply.secretstore import secret_uuid
     from vmbuilder.hypervisor import secrets as hostsecrets
 
@@ -226,7 +283,8 @@ def _secrets(hr: HostRun, out: Removal) -> None:
     if hostsecrets.read(hr.hv, uuid) is None:
         return
     if hr.options.wipe_data:
-        hostsecrets.remove(hr.hv, uuid)
+        if act:
+            hostsecrets.remove(hr.hv, uuid)
         out.removed.append(f"secret {uuid} (generated passwords)")
     else:
         out.kept.append(f"secret {uuid}: the generated passwords the kept data disks were made with "

@@ -153,8 +153,15 @@ def down(file: str, lab: bool, timeout: float, as_json: bool) -> None:
                 as_json, cluster=run.cluster.name)
 
 
+def _removal_text(plan) -> str:
+    lines = [f"would remove {len(plan.removed)} objects" + (f", keep {len(plan.kept)}" if plan.kept else "")]
+    lines += [f"  - {r}" for r in plan.removed] + [f"  = {k}" for k in plan.kept]
+    return "\n".join(lines)
+
+
 @click.command(epilog="""\b
 Examples:
+  vmbuild destroy cluster.yaml --dry-run           # what would go and what would stay
   vmbuild destroy cluster.yaml --yes
   vmbuild destroy cluster.yaml --yes --wipe-data   # data disks too
 """)
@@ -162,15 +169,26 @@ Examples:
 @lab_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--wipe-data", is_flag=True, help="Also delete data disks (keep: true), e.g. database and file data.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed and what kept, per host; touch nothing.")
 @json_option
-def destroy(file: str, lab: bool, yes: bool, wipe_data: bool, as_json: bool) -> None:
+def destroy(file: str, lab: bool, yes: bool, wipe_data: bool, dry_run: bool, as_json: bool) -> None:
     """Remove FILE's cluster: only domains, volumes, networks and pools vmbuild created for it."""
     from vmbuilder.apply.teardown import destroy as remove
+    from vmbuilder.apply.teardown import dry_run as plan_removal
 
     cluster = load_for(file, lab)
+    if dry_run:
+        plans = plan_removal(open_run(file, lab, quiet=True, wipe_data=wipe_data))
+        report_each(plans, _removal_text, as_json, data=lambda r: {"would_remove": r.removed, "would_keep": r.kept},
+                    cluster=cluster.name)
+        return
     if not yes:
         if not sys.stdin.isatty():
             raise OperationError("destroy asks for confirmation; not on a terminal, so give --yes")
+        # what will go, read from the hosts, before the question (Terraform's destroy plan)
+        plans = plan_removal(open_run(file, lab, quiet=True, wipe_data=wipe_data))
+        for host, plan in plans.items():
+            click.echo(f"{host}: {_removal_text(plan) if not isinstance(plan, Exception) else plan}")
         what = "including data disks" if wipe_data else "keeping data disks (keep: true)"
         click.confirm(f"Destroy cluster {cluster.name!r} on {', '.join(cluster.hosts)}, {what}?", abort=True)
     results = remove(open_run(file, lab, quiet=as_json, wipe_data=wipe_data))
