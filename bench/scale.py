@@ -7,6 +7,10 @@ For each size, one generated file (small base VMs, one isolated network, a local
   up --no-start       pools, networks, disks (the base image uploaded once per host) and
                       every domain defined with its autostart; no guest boots
   plan, all defined   the same hosts read again: only the starts are left
+  up, a host down     the last host's libvirtd stopped (its socket gone: refused at once, the
+                      optimistic case of an unreachable host), `up --no-start
+                      --continue-on-host-error` over all of them: the others converge (checked),
+                      the lost one is named; then that host is started again
   destroy             everything removed again
 Prints one row per size and, per step, how its time grew against the VMs (linear = the VM
 ratio). Needs root and a built debian12 image (`vmbuild image build debian12`).
@@ -27,7 +31,8 @@ from pathlib import Path
 from plan import vmbuild
 
 PER_HOST = 50
-STEPS = ("validate", "render", "plan, full create", "up --no-start", "plan, all defined", "destroy")
+STEPS = ("validate", "render", "plan, full create", "up --no-start", "plan, all defined", "up, a host down",
+         "destroy")
 
 
 def cluster_text(hosts: int) -> str:
@@ -67,12 +72,28 @@ def measure(hosts: int, folder: Path) -> dict[str, float]:
         row["plan, all defined"], out = vmbuild("plan", f, "--lab", "--json", ok=(2,))
         left = changes(out)
         assert set(left) == {"start"} and left["start"] == hosts * PER_HOST, left
+        row["up, a host down"] = one_host_down(f, hosts)
         row["destroy"], _ = vmbuild("destroy", f, "--lab", "--yes", "--wipe-data")
     finally:
         vmbuild("lab", "stop", f)
     print(f"{hosts:>5} {hosts * PER_HOST:>6} " + " ".join(f"{row[s]:>{max(len(s), 8)}.2f}" for s in STEPS)
           + f"   (planned: {', '.join(f'{n} {a}' for a, n in sorted(created.items()))})", flush=True)
     return row
+
+
+def one_host_down(f: str, hosts: int) -> float:
+    from vmbuilder.lab import hosts as labhosts
+
+    lost = f"hv{hosts}"
+    labhosts.stop(labhosts.lab_host(f"scale{hosts}", lost))
+    try:
+        took, out = vmbuild("up", f, "--lab", "--no-start", "--continue-on-host-error", "--yes", "--json", ok=(1,))
+        report = json.loads(out)
+        failed = {h["host"] for h in report["hosts"] if h["error"]} | set(report["skipped"])
+        assert failed == {lost}, (failed, lost)   # the lost host alone; every other one converged
+    finally:
+        vmbuild("lab", "start", f)
+    return took
 
 
 def main() -> None:

@@ -353,5 +353,17 @@ def test_heal_the_old_primary_then_promote_it_back(lab):
 
 
 def test_destroy_wipes_everything(lab):
-    code, out = run("destroy", lab.path, "--lab", "--yes", "--wipe-data")
+    # the dry run lists what destroy then removes (the hosts together: a volume on the shared
+    # NAS pool is listed by every host and removed by whichever comes first)
+    code, out = run("destroy", lab.path, "--lab", "--wipe-data", "--dry-run", "--json")
     assert code == 0, out
+    planned = {r for h in json.loads(out[out.index("{"):])["hosts"] for r in h["result"]["would_remove"]}
+    assert any(r.startswith("domain ") for r in planned) and any(r.startswith("volume nas/") for r in planned)
+    assert domain_ids(lab), "the dry run touched a domain"
+    code, out = run("destroy", lab.path, "--lab", "--yes", "--wipe-data", "--json")
+    assert code == 0, out
+    removed = {r for h in json.loads(out[out.index("{"):])["hosts"] for r in h["result"]["removed"]}
+    # nothing removed that the dry run did not list (what it listed and was not removed: printed)
+    assert removed <= planned, sorted(removed - planned)
+    print(f"\ndestroy: {len(removed)} objects removed, all listed by the dry run; listed, not removed: "
+          f"{sorted(planned - removed) or 'none'}")
