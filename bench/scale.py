@@ -7,10 +7,10 @@ For each size, one generated file (small base VMs, one isolated network, a local
   up --no-start       pools, networks, disks (the base image uploaded once per host) and
                       every domain defined with its autostart; no guest boots
   plan, all defined   the same hosts read again: only the starts are left
-  up, a host down     the last host's libvirtd stopped (its socket gone: refused at once, the
-                      optimistic case of an unreachable host), `up --no-start
+  up, a host down     the last host unreachable (its libvirt socket moved aside: refused at
+                      once, the optimistic case of a lost host), `up --no-start
                       --continue-on-host-error` over all of them: the others converge (checked),
-                      the lost one is named; then that host is started again
+                      the lost one is named; then the socket is put back
   destroy             everything removed again
 Prints one row per size and, per step, how its time grew against the VMs (linear = the VM
 ratio). Needs root and a built debian12 image (`vmbuild image build debian12`).
@@ -84,15 +84,21 @@ def measure(hosts: int, folder: Path) -> dict[str, float]:
 def one_host_down(f: str, hosts: int) -> float:
     from vmbuilder.lab import hosts as labhosts
 
+    # its libvirt socket moved aside and a plain file in its place: the host's libvirtd still
+    # runs (so `--lab` does not start it again), and a connection to it is refused at once
     lost = f"hv{hosts}"
-    labhosts.stop(labhosts.lab_host(f"scale{hosts}", lost))
+    sock = labhosts.lab_host(f"scale{hosts}", lost).socket
+    away = sock.with_name(sock.name + ".away")
+    sock.rename(away)
+    sock.write_text("")
     try:
         took, out = vmbuild("up", f, "--lab", "--no-start", "--continue-on-host-error", "--yes", "--json", ok=(1,))
         report = json.loads(out)
         failed = {h["host"] for h in report["hosts"] if h["error"]} | set(report["skipped"])
         assert failed == {lost}, (failed, lost)   # the lost host alone; every other one converged
     finally:
-        vmbuild("lab", "start", f)
+        sock.unlink(missing_ok=True)
+        away.rename(sock)
     return took
 
 
