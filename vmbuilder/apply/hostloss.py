@@ -59,11 +59,16 @@ def _log(g: Guests, vm: str, name: str) -> list[tuple[int, float]]:
     return [(int(a), float(b)) for a, b in (l.split() for l in out.splitlines() if len(l.split()) == 2)]
 
 
+def _after(log: str, cut: float) -> list[tuple[float, bool]]:
+    """The client's loop log's requests from the cut on: (time, answered)."""
+    return [(float(t), r == "ok") for t, r in (l.split() for l in log.splitlines() if len(l.split()) == 2)
+            if float(t) >= cut]
+
+
 def outage(log: str, cut: float) -> tuple[float, int, int]:
     """From the client's loop log: (seconds from the cut until the site answered for good,
     requests after the cut, failed ones)."""
-    after = [(float(t), r == "ok") for t, r in (l.split() for l in log.splitlines() if len(l.split()) == 2)
-             if float(t) >= cut]
+    after = _after(log, cut)
     failed = [t for t, ok in after if not ok]
     if not failed:
         return 0.0, len(after), 0
@@ -74,8 +79,7 @@ def outage(log: str, cut: float) -> tuple[float, int, int]:
 def failure_spans(log: str, cut: float, most: int = 6) -> str:
     """When the requests after the cut failed, as runs of seconds from the cut ("0.4-24.1 s,
     61.0-70.2 s"): one long outage and a site that keeps dropping out look alike in a total."""
-    after = [(float(t) - cut, r == "ok") for t, r in (l.split() for l in log.splitlines() if len(l.split()) == 2)
-             if float(t) >= cut]
+    after = [(t - cut, ok) for t, ok in _after(log, cut)]
     spans: list[list[float]] = []
     previous_ok = True
     for t, ok in after:

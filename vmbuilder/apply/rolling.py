@@ -14,10 +14,11 @@ from dataclasses import replace
 from typing import Callable
 
 from vmbuilder import moodlesite, topology
-from vmbuilder.apply.context import Progress as Say, Run
+from vmbuilder.apply.context import HostRun, Progress as Say, Run
 from vmbuilder.apply.lock import cluster_lock
 from vmbuilder.apply.plan import Action, Kind
 from vmbuilder.apply.rehearse import wait_back
+from vmbuilder.apply.teardown import stop_domains
 from vmbuilder.hypervisor.connection import Hypervisor
 from vmbuilder.render import names
 from vmbuilder.apply.up import converge_locked, inputs_of, plan, rebuild_locked
@@ -322,13 +323,8 @@ def update(run: Run, role: str, resume: bool = False) -> tuple[dict, list[dict]]
         say(vm, "rollback", "its previous definition (the previous code volume), restarted")
         with Hypervisor(host, run.targets[host].uri) as hv:
             hv.define_domain(libname, xml)
-            if hv.domain_active(libname):
-                hv.ask_shutdown(libname)
-                deadline = time.monotonic() + run.options.restart_grace
-                while hv.domain_active(libname) and time.monotonic() < deadline:
-                    time.sleep(1)
-                if hv.domain_active(libname):
-                    hv.force_off(libname)
+            # the shutdown every restart gets: asked, then forced after the grace
+            stop_domains(HostRun(run, hv), [libname], run.options.restart_grace)
             hv.start_domain(libname)
         if not wait_back(g, vm, 900):
             raise OperationError(f"{vm}: not booted 900 s after its rollback")
@@ -341,14 +337,18 @@ def update(run: Run, role: str, resume: bool = False) -> tuple[dict, list[dict]]
         inputs = inputs_of(run)
         with Guests(cluster, {h: t.uri for h, t in run.targets.items()}) as g:
             site = moodlesite.site(cluster)
-            kept = frozenset(vm for vm in vms if resume and _current(run, vm))
+            kept = _current(run, vms) if resume else frozenset()
             timings = rolling_update(g, topology.lvs(cluster), vms, apply, say, site.host if site else None,
                                      lambda vm: rollback(g, vm), kept)
     return timings, steps
 
 
-def _current(run: Run, vm: str) -> bool:
-    """VM runs what the file says: its host's plan has no change of its domain."""
-    host = run.cluster.vm(vm).host
-    changes = plan(run).get(host, [])
-    return not isinstance(changes, Exception) and not any(c.kind == Kind.DOMAIN and c.name == vm for c in changes)
+def _current(run: Run, vms: list[str]) -> frozenset[str]:
+    """Those of VMS that run what the file says: their host's plan has no change of their
+    domain (one plan of every host for them all)."""
+    changes = plan(run)
+
+    def current(vm: str) -> bool:
+        mine = changes.get(run.cluster.vm(vm).host, [])
+        return not isinstance(mine, Exception) and not any(c.kind == Kind.DOMAIN and c.name == vm for c in mine)
+    return frozenset(vm for vm in vms if current(vm))
